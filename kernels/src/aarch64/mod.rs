@@ -1,0 +1,91 @@
+//! aarch64 kernel tables.
+//!
+//! | variant | level | features | GEMM / conv micro-kernel | depthwise |
+//! |---|---|---|---|---|
+//! | `neon` | [`Level::Neon`] | NEON | `smull`/`smlal`/`sadalp`, 4 rows × 8 ch (Cortex-A53 class) | NEON |
+//! | `dotprod` | [`Level::NeonDot`] | NEON, DotProd | `sdot` by element, 4 rows × 16 ch | NEON |
+//! | `i8mm` | [`Level::NeonI8mm`] | NEON, DotProd, I8MM | `smmla`, 8 rows × 8 ch (`sdot` for 1 row) | NEON |
+//!
+//! `sdot` and `smmla` are emitted with `asm!` (their intrinsics are unstable) inside functions
+//! compiled with the `dotprod` / `i8mm` target features; the tables holding them are handed out
+//! only when [`Features::cpu`] reports those features, so a Cortex-A53 never executes them.
+//!
+//! Tested under qemu-user with `QEMU_CPU=cortex-a53` (NEON only), `cortex-a76` (DotProd) and
+//! `max` (DotProd + I8MM), never on real hardware by this crate's test suite.
+
+mod dot;
+mod neon;
+
+use crate::dispatch::{Kernels, Level, Variant, SCALAR};
+use crate::driver;
+use crate::features::Features;
+use crate::params::Gemm;
+use crate::reference::conv::{ConvArgs, DepthwiseArgs};
+
+const REQ_NEON: Features = Level::Neon.required();
+const REQ_DOT: Features = Level::NeonDot.required();
+const REQ_I8MM: Features = Level::NeonI8mm.required();
+
+// --- NEON --------------------------------------------------------------------------------------
+fn conv_neon(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
+    driver::conv2d_im2col(a, out, scratch, neon::gemm, None)
+}
+static NEON: Kernels = Kernels { level: Level::Neon, gemm: neon::gemm, conv2d: conv_neon, depthwise2d: neon::depthwise };
+
+// --- DotProd -----------------------------------------------------------------------------------
+fn gemm_dot(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
+    #[target_feature(enable = "dotprod")]
+    unsafe fn inner(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
+        // SAFETY: compiled with DotProd, which the caller checked.
+        unsafe { dot::gemm_dot(g, c, ldc) }
+    }
+    debug_assert!(Features::cpu().contains(REQ_DOT));
+    // SAFETY: reachable only through the `dotprod` table, which dispatch hands out after checking
+    // that `Features::cpu()` contains DotProd.
+    unsafe { inner(g, c, ldc) }
+}
+fn conv_dot(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
+    driver::conv2d_im2col(a, out, scratch, gemm_dot, None)
+}
+fn dw_neon(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
+    neon::depthwise(a, out)
+}
+static DOT: Kernels = Kernels { level: Level::NeonDot, gemm: gemm_dot, conv2d: conv_dot, depthwise2d: dw_neon };
+
+// --- I8MM --------------------------------------------------------------------------------------
+fn gemm_i8mm(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
+    #[target_feature(enable = "dotprod,i8mm")]
+    unsafe fn inner(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
+        // SAFETY: compiled with DotProd and I8MM, which the caller checked.
+        unsafe { dot::gemm_mmla(g, c, ldc) }
+    }
+    debug_assert!(Features::cpu().contains(REQ_I8MM));
+    // SAFETY: reachable only through the `i8mm` table, which dispatch hands out after checking
+    // that `Features::cpu()` contains DotProd and I8MM.
+    unsafe { inner(g, c, ldc) }
+}
+fn conv_i8mm(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
+    driver::conv2d_im2col(a, out, scratch, gemm_i8mm, None)
+}
+static I8MM: Kernels = Kernels { level: Level::NeonI8mm, gemm: gemm_i8mm, conv2d: conv_i8mm, depthwise2d: dw_neon };
+
+/// Every table compiled for aarch64 (see [`crate::dispatch::variants`]).
+pub(crate) static VARIANTS: [Variant; 4] = [
+    Variant::new("scalar", Level::Scalar, Features::empty(), true, "", &SCALAR),
+    Variant::new("neon", Level::Neon, REQ_NEON, true, "", &NEON),
+    Variant::new("dotprod", Level::NeonDot, REQ_DOT, true, "", &DOT),
+    Variant::new("i8mm", Level::NeonI8mm, REQ_I8MM, true, "", &I8MM),
+];
+
+/// Run `iters` iterations of 16 independent `sdot` (256 multiply-accumulates per iteration) and
+/// return a checksum; `None` when the CPU lacks DotProd. Benchmarks time it for the peak.
+pub fn sdot_peak(iters: u64, seed: i32) -> Option<i32> {
+    if !Features::cpu().contains(REQ_DOT) {
+        return None;
+    }
+    // SAFETY: the CPU has DotProd (checked above).
+    Some(unsafe { dot::peak_sdot(iters, seed) })
+}
+
+/// Multiply-accumulates per iteration of [`sdot_peak`].
+pub const SDOT_PEAK_MACS_PER_ITER: u64 = 16 * 16;

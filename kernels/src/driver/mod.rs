@@ -1,0 +1,452 @@
+//! Portable glue shared by the SIMD paths: argument validation, per-channel-block constants,
+//! and the im2col lowering of convolutions onto a GEMM micro-kernel (gemmlowp/XNNPACK style).
+//!
+//! Nothing here is ISA specific and nothing here is `unsafe`: the checks below are what lets the
+//! micro-kernels use unchecked pointer arithmetic afterwards.
+
+use crate::dispatch::IM2COL_ROWS;
+use crate::pack::{self, KR, NR};
+use crate::params::{Gemm, OutQuant};
+use crate::reference::conv::{ConvArgs, DepthwiseArgs};
+
+/// A GEMM entry point, with the contract of [`crate::Kernels::gemm`].
+pub type GemmFn = fn(&Gemm<'_>, &mut [i8], usize);
+
+/// Number of entries of `mult`/`shift` an [`OutQuant`] must have for `n` channels.
+fn quant_len(q: &OutQuant<'_>, n: usize) -> usize {
+    if q.mult.len() == 1 {
+        1
+    } else {
+        n
+    }
+}
+
+/// Validate the arguments of a GEMM over `n` channels writing `c` with row stride `ldc`.
+///
+/// Panics on a violated precondition (where the reference would panic on an out-of-bounds
+/// index, or where rows of `c` would overlap). Returns `false` when there is nothing to compute.
+/// After it returned `true`, these reads and writes are in bounds:
+/// `a[i·lda + kk]` for `i < m, kk < k`; `b[..packed_len(n, k)]`; `bias[..n]` (and `bias_u8[..n]`
+/// when `uses_bias_u8`); `mult`/`shift` at the index [`OutQuant::apply`] uses; `c[i·ldc + j]`
+/// for `i < m, j < n`.
+pub fn check_gemm(g: &Gemm<'_>, c: &[i8], ldc: usize, uses_bias_u8: bool) -> bool {
+    if g.m == 0 || g.n == 0 {
+        return false;
+    }
+    let nq = quant_len(&g.q, g.n);
+    assert!(g.q.mult.len() >= nq && g.q.shift.len() >= nq, "gemm: mult/shift length");
+    assert!(g.bias.len() >= g.n, "gemm: bias length");
+    if uses_bias_u8 {
+        assert!(g.bias_u8.len() >= g.n, "gemm: bias_u8 length");
+    }
+    let blen = pack::packed_len(g.n, g.k).expect("gemm: packed size overflows");
+    assert!(g.b.len() >= blen, "gemm: packed weights length");
+    assert!(g.m == 1 || g.lda >= g.k, "gemm: lda < k");
+    let alen = (g.m - 1).checked_mul(g.lda).and_then(|x| x.checked_add(g.k)).expect("gemm: A size overflows");
+    assert!(g.a.len() >= alen, "gemm: A length");
+    assert!(g.m == 1 || ldc >= g.n, "gemm: ldc < n");
+    let clen = (g.m - 1).checked_mul(ldc).and_then(|x| x.checked_add(g.n)).expect("gemm: C size overflows");
+    assert!(c.len() >= clen, "gemm: C length");
+    true
+}
+
+/// Bias and requantization parameters of one block of [`NR`] = 16 output channels, copied out of
+/// the (possibly per-tensor, possibly short) parameter slices so that SIMD code can always load
+/// 16 lanes. Lanes past the last channel hold bias 0, multiplier 0 and shift 32 (a result of 0
+/// that does not disable the `shift ≥ 32` fast paths).
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub struct ChannelBlock {
+    /// Accumulator initial values.
+    pub bias: [i32; NR],
+    /// Q31 multipliers.
+    pub mult: [i32; NR],
+    /// Right shifts.
+    pub shift: [i32; NR],
+}
+
+impl ChannelBlock {
+    /// Gather channels `ch0 .. ch0 + valid` (`valid ≤ 16`) of `bias` and `q`.
+    #[inline]
+    pub fn new(bias: &[i32], q: &OutQuant<'_>, ch0: usize, valid: usize) -> ChannelBlock {
+        let mut b = ChannelBlock { bias: [0; NR], mult: [0; NR], shift: [32; NR] };
+        b.bias[..valid].copy_from_slice(&bias[ch0..ch0 + valid]);
+        if q.mult.len() == 1 {
+            b.mult[..valid].fill(q.mult[0]);
+            b.shift[..valid].fill(q.shift[0]);
+        } else {
+            b.mult[..valid].copy_from_slice(&q.mult[ch0..ch0 + valid]);
+            b.shift[..valid].copy_from_slice(&q.shift[ch0..ch0 + valid]);
+        }
+        b
+    }
+
+    /// Whether every shift is in `[32, 62]`: then `(acc·m + 2^(s−1)) >> s` equals
+    /// `((acc·m + 2^(s−1)) >> 32) >> (s − 32)` where the first result fits in 31 bits, so SIMD
+    /// paths can finish with a 32-bit arithmetic shift and need no saturation.
+    #[inline]
+    pub fn shifts_ge_32(&self) -> bool {
+        self.shift.iter().all(|&s| (32..=62).contains(&s))
+    }
+}
+
+/// The part of `q` that applies to channels `ch0 ..` (per-tensor parameters stay as they are).
+pub fn quant_from<'a>(q: &OutQuant<'a>, ch0: usize) -> OutQuant<'a> {
+    if q.mult.len() == 1 {
+        *q
+    } else {
+        OutQuant { mult: &q.mult[ch0..], shift: &q.shift[ch0..], ..*q }
+    }
+}
+
+/// Whether any byte of `w` is `-128` (paths that add two int8 products in 16 bits need the
+/// weights in `[-127, 127]`).
+#[inline]
+pub fn has_min_i8(w: &[i8]) -> bool {
+    // Chunked OR-reduction so that it vectorizes on every target.
+    let mut chunks = w.chunks_exact(64);
+    for ch in &mut chunks {
+        let mut any = 0u8;
+        for &x in ch {
+            any |= (x == i8::MIN) as u8;
+        }
+        if any != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().contains(&i8::MIN)
+}
+
+/// Whether a convolution can use its input directly as the GEMM `A` matrix (1×1, stride 1, no
+/// padding, output not larger than the input).
+fn is_pointwise(a: &ConvArgs<'_>) -> bool {
+    let g = &a.geom;
+    g.kh == 1
+        && g.kw == 1
+        && g.sh == 1
+        && g.sw == 1
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && g.output.n <= g.input.n
+        && g.output.h <= g.input.h
+        && g.output.w <= g.input.w
+}
+
+/// Convolution through im2col and a GEMM micro-kernel.
+///
+/// * 1×1 stride-1 unpadded convolutions run `gemm` straight on the input (no scratch).
+/// * Otherwise up to [`IM2COL_ROWS`] output pixels at a time are gathered into `scratch`, one
+///   row of `round_up(k, 4)` bytes per pixel in the packed reduction order `(ky, kx, c)`;
+///   padding taps hold `input_zp` and the K padding holds zeros (the weights there are zero).
+///   When `gemm_u8` is given, the gathered bytes are stored XOR `0x80` (unsigned activations)
+///   and `gemm_u8` (which must expect that) runs on them.
+///
+/// Needs at most [`crate::dispatch::conv_scratch_len`] bytes of scratch; with less (a violated
+/// contract) it falls back to the reference so the result stays exact.
+///
+/// `#[inline(always)]`: SIMD paths instantiate it inside their `#[target_feature]` entry points
+/// so that the gather loops are vectorized with that level's instructions.
+#[inline(always)]
+pub fn conv2d_im2col(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8], gemm: GemmFn, gemm_u8: Option<GemmFn>) {
+    let g = &a.geom;
+    let (cig, cog, k) = (g.cin_per_group(), g.cout_per_group(), g.k());
+    if g.output.is_empty() || cog == 0 {
+        return;
+    }
+    let group_len = pack::packed_len(cog, k).expect("conv2d: packed size overflows");
+    assert!(a.weights.len() >= g.groups * group_len, "conv2d: weights length");
+    assert!(a.bias.len() >= g.groups * cog, "conv2d: bias length");
+    assert!(out.len() >= g.output.len(), "conv2d: output length");
+    assert!(a.input.len() >= g.input.len(), "conv2d: input length");
+    if is_pointwise(a) {
+        let whole = g.output.h == g.input.h && g.output.w == g.input.w;
+        for grp in 0..g.groups {
+            let wg = &a.weights[grp * group_len..(grp + 1) * group_len];
+            let bias = &a.bias[grp * cog..(grp + 1) * cog];
+            let bias_u8 = a.bias_u8.get(grp * cog..(grp + 1) * cog).unwrap_or(&[]);
+            let q = quant_from(&a.q, grp * cog);
+            if whole {
+                let m = g.output.n * g.output.h * g.output.w;
+                let gm = Gemm { m, n: cog, k, a: &a.input[grp * cig..], lda: g.input.c, b: wg, bias, bias_u8, q };
+                gemm(&gm, &mut out[grp * cog..], g.output.c);
+            } else {
+                for n in 0..g.output.n {
+                    for oy in 0..g.output.h {
+                        let ibase = ((n * g.input.h + oy) * g.input.w) * g.input.c + grp * cig;
+                        let obase = ((n * g.output.h + oy) * g.output.w) * g.output.c + grp * cog;
+                        let gm = Gemm { m: g.output.w, n: cog, k, a: &a.input[ibase..], lda: g.input.c, b: wg, bias, bias_u8, q };
+                        gemm(&gm, &mut out[obase..], g.output.c);
+                    }
+                }
+            }
+        }
+        return;
+    }
+
+    let kpad = pack::round_up(k, KR);
+    let rows = IM2COL_ROWS.min(scratch.len() / kpad.max(1));
+    if rows == 0 {
+        crate::reference::conv2d(a, out);
+        return;
+    }
+    let (xor, kernel) = match gemm_u8 {
+        Some(f) => (0x80u8 as i8, f),
+        None => (0, gemm),
+    };
+    let pixels = g.output.n * g.output.h * g.output.w;
+    let mut p0 = 0;
+    while p0 < pixels {
+        let r = rows.min(pixels - p0);
+        for grp in 0..g.groups {
+            gather_rows(a, p0, grp, &mut scratch[..r * kpad], kpad, xor);
+            let wg = &a.weights[grp * group_len..(grp + 1) * group_len];
+            let bias = &a.bias[grp * cog..(grp + 1) * cog];
+            let bias_u8 = a.bias_u8.get(grp * cog..(grp + 1) * cog).unwrap_or(&[]);
+            let gm = Gemm { m: r, n: cog, k, a: &scratch[..r * kpad], lda: kpad, b: wg, bias, bias_u8, q: quant_from(&a.q, grp * cog) };
+            kernel(&gm, &mut out[p0 * g.output.c + grp * cog..], g.output.c);
+        }
+        p0 += r;
+    }
+}
+
+/// Copy `src` to `dst` XOR `xor` (a plain copy when `xor` is 0).
+#[inline(always)]
+fn copy_xor(dst: &mut [i8], src: &[i8], xor: i8) {
+    let src = &src[..dst.len()];
+    if dst.len() < 8 {
+        // few input channels (e.g. a grayscale first layer): a plain byte loop
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s ^ xor;
+        }
+        return;
+    }
+    if xor == 0 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    // Fixed-size chunks, so that each becomes a single vector operation after inlining.
+    #[inline(always)]
+    fn chunks<const W: usize>(dst: &mut [i8], src: &[i8], xor: i8) -> usize {
+        let n = dst.len() / W * W;
+        for (d, s) in dst[..n].chunks_exact_mut(W).zip(src[..n].chunks_exact(W)) {
+            let mut t = [0i8; W];
+            for i in 0..W {
+                t[i] = s[i] ^ xor;
+            }
+            d.copy_from_slice(&t);
+        }
+        n
+    }
+    let mut done = chunks::<32>(dst, src, xor);
+    done += chunks::<16>(&mut dst[done..], &src[done..], xor);
+    done += chunks::<8>(&mut dst[done..], &src[done..], xor);
+    for (d, &s) in dst[done..].iter_mut().zip(&src[done..]) {
+        *d = s ^ xor;
+    }
+}
+
+/// Gather the receptive fields of output pixels `p0 ..` (flat NHW index; one per `kpad`-byte row
+/// of `rows`) for group `grp`, every byte XOR `xor`.
+///
+/// Pixels go by runs within one output row: for a run whose windows are horizontally inside the
+/// input (and one group, no horizontal dilation), each kernel row is one contiguous span per
+/// pixel, advancing by `sw · c` from pixel to pixel, so the copies need no index arithmetic.
+#[inline(always)]
+fn gather_rows(a: &ConvArgs<'_>, p0: usize, grp: usize, rows: &mut [i8], kpad: usize, xor: i8) {
+    let g = &a.geom;
+    let contiguous = g.groups == 1 && g.dw == 1;
+    let (xlo, xhi) = interior_x(g);
+    let nrows = rows.len() / kpad;
+    let (mut ox, mut oy, mut n) = (p0 % g.output.w, (p0 / g.output.w) % g.output.h, p0 / (g.output.w * g.output.h));
+    let mut i = 0;
+    while i < nrows {
+        let seg = (nrows - i).min(g.output.w - ox);
+        let (fa, fb) = if contiguous {
+            let fa = ox.max(xlo).min(ox + seg);
+            (fa, (ox + seg).min(xhi).max(fa))
+        } else {
+            (ox + seg, ox + seg)
+        };
+        for x in (ox..fa).chain(fb..ox + seg) {
+            let r = i + x - ox;
+            gather_pixel(a, n, oy, x, grp, &mut rows[r * kpad..(r + 1) * kpad], xor);
+        }
+        if fa < fb {
+            gather_run(a, n, oy, fa, fb - fa, &mut rows[(i + fa - ox) * kpad..(i + fb - ox) * kpad], kpad, xor);
+        }
+        i += seg;
+        ox += seg;
+        if ox == g.output.w {
+            ox = 0;
+            oy += 1;
+            if oy == g.output.h {
+                oy = 0;
+                n += 1;
+            }
+        }
+    }
+}
+
+/// Gather `len` consecutive output pixels `(n, oy, x0 ..)` whose windows are horizontally inside
+/// the input, for a convolution with one group and no horizontal dilation.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gather_run(a: &ConvArgs<'_>, n: usize, oy: usize, x0: usize, len: usize, rows: &mut [i8], kpad: usize, xor: i8) {
+    let g = &a.geom;
+    let k = g.k();
+    let span = g.kw * g.input.c;
+    let step = g.sw * g.input.c;
+    let pad = (a.input_zp as i8) ^ xor;
+    for ky in 0..g.kh {
+        let iy = g.in_y(oy, ky);
+        let dst = rows.chunks_exact_mut(kpad).map(|r| &mut r[ky * span..(ky + 1) * span]);
+        if iy < 0 || iy as usize >= g.input.h {
+            for d in dst {
+                for b in d.iter_mut() {
+                    *b = pad;
+                }
+            }
+        } else {
+            let s0 = ((n * g.input.h + iy as usize) * g.input.w + g.in_x(x0, 0) as usize) * g.input.c;
+            let src = &a.input[s0..s0 + (len - 1) * step + span];
+            for (j, d) in dst.enumerate() {
+                copy_xor(d, &src[j * step..j * step + span], xor);
+            }
+        }
+    }
+    for r in rows.chunks_exact_mut(kpad) {
+        for b in r[k..].iter_mut() {
+            *b = 0;
+        }
+    }
+}
+
+/// Gather one output pixel, checking every tap.
+#[inline(always)]
+fn gather_pixel(a: &ConvArgs<'_>, n: usize, oy: usize, ox: usize, grp: usize, row: &mut [i8], xor: i8) {
+    let g = &a.geom;
+    let cig = g.cin_per_group();
+    let k = g.k();
+    let span = g.kw * cig;
+    let pad = (a.input_zp as i8) ^ xor;
+    let (patch, tail) = row.split_at_mut(k);
+    for (ky, dst_row) in patch.chunks_exact_mut(span).enumerate() {
+        let iy = g.in_y(oy, ky);
+        if iy < 0 || iy as usize >= g.input.h {
+            for d in dst_row.iter_mut() {
+                *d = pad;
+            }
+            continue;
+        }
+        let ybase = (n * g.input.h + iy as usize) * g.input.w;
+        for (kx, dst) in dst_row.chunks_exact_mut(cig).enumerate() {
+            let ix = g.in_x(ox, kx);
+            if ix < 0 || ix as usize >= g.input.w {
+                for d in dst.iter_mut() {
+                    *d = pad;
+                }
+            } else {
+                let s = (ybase + ix as usize) * g.input.c + grp * cig;
+                copy_xor(dst, &a.input[s..s + cig], xor);
+            }
+        }
+    }
+    for b in tail {
+        *b = 0;
+    }
+}
+
+/// Validate depthwise arguments; returns `false` when there is nothing to compute.
+///
+/// After it returned `true`: `groups == input.c == output.c`, `input`, `out`, `weights`
+/// (`kh · kw · c`), `bias` (`c`) and `mult`/`shift` are long enough for the reference's indexing.
+pub fn check_depthwise(a: &DepthwiseArgs<'_>, out: &[i8]) -> bool {
+    let g = &a.geom;
+    if g.output.is_empty() {
+        return false;
+    }
+    let c = g.output.c;
+    assert!(g.input.c == c, "depthwise2d: input and output channel counts differ");
+    assert!(a.input.len() >= g.input.len(), "depthwise2d: input length");
+    assert!(out.len() >= g.output.len(), "depthwise2d: output length");
+    assert!(a.weights.len() >= g.kh * g.kw * c, "depthwise2d: weights length");
+    assert!(a.bias.len() >= c, "depthwise2d: bias length");
+    let nq = quant_len(&a.q, c);
+    assert!(a.q.mult.len() >= nq && a.q.shift.len() >= nq, "depthwise2d: mult/shift length");
+    true
+}
+
+/// Horizontal range `[lo, hi)` of output columns whose whole kernel window is inside the input
+/// (no padding tap), for a depthwise or convolution geometry.
+pub fn interior_x(g: &crate::params::Conv2d) -> (usize, usize) {
+    interior(g.output.w, g.input.w, g.sw, g.dw, g.kw, g.pad_left)
+}
+
+/// Vertical range `[lo, hi)` of output rows whose whole kernel window is inside the input.
+pub fn interior_y(g: &crate::params::Conv2d) -> (usize, usize) {
+    interior(g.output.h, g.input.h, g.sh, g.dh, g.kh, g.pad_top)
+}
+
+fn interior(out: usize, inp: usize, s: usize, d: usize, kk: usize, pad: usize) -> (usize, usize) {
+    // first o with o·s ≥ pad; last o with o·s − pad + (kk−1)·d ≤ inp − 1
+    let span = (kk - 1) * d;
+    let lo = pad.div_ceil(s.max(1)).min(out);
+    if inp + pad < span + 1 {
+        return (lo, lo);
+    }
+    let hi = ((inp + pad - span - 1) / s.max(1) + 1).min(out);
+    (lo, hi.max(lo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{Conv2d, Nhwc};
+
+    #[test]
+    fn interior_matches_brute_force() {
+        for inp in 1usize..12 {
+            for k in 1..6 {
+                for s in 1..4 {
+                    for d in 1..3 {
+                        for pad in 0..4 {
+                            let out = (inp + 2 * pad).saturating_sub((k - 1) * d + 1) / s + 1;
+                            let g = Conv2d {
+                                input: Nhwc::new(1, inp, inp, 1),
+                                output: Nhwc::new(1, out, out, 1),
+                                kh: k,
+                                kw: k,
+                                sh: s,
+                                sw: s,
+                                dh: d,
+                                dw: d,
+                                pad_top: pad,
+                                pad_left: pad,
+                                groups: 1,
+                            };
+                            let (lo, hi) = interior_x(&g);
+                            for o in 0..out {
+                                let inside = (0..k).all(|t| {
+                                    let x = g.in_x(o, t);
+                                    x >= 0 && (x as usize) < inp
+                                });
+                                assert_eq!(inside, o >= lo && o < hi, "inp={inp} k={k} s={s} d={d} pad={pad} o={o}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn min_i8_scan() {
+        let mut w = [1i8; 200];
+        assert!(!has_min_i8(&w));
+        for i in [0, 63, 64, 130, 199] {
+            w[i] = i8::MIN;
+            assert!(has_min_i8(&w));
+            w[i] = 127;
+        }
+    }
+}

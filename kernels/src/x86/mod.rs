@@ -1,0 +1,118 @@
+//! x86_64 kernel tables.
+//!
+//! | variant | level | features | GEMM / conv micro-kernel | depthwise |
+//! |---|---|---|---|---|
+//! | `avx2` | [`Level::Avx2`] | AVX2 | `vpmaddwd` on sign-extended i16 (exact), 4 rows × 8 ch | AVX2 |
+//! | `avxvnni` | [`Level::AvxVnni`] | AVX2, AVX-VNNI | VEX `vpdpbusd` ymm, 6 rows × 16 ch | AVX2 |
+//! | `avx512vl-vnni256` | (stand-in) | AVX2, AVX-512F/VL/VNNI | the same source with EVEX `vpdpbusd` ymm | AVX2 |
+//! | `avx512vnni` | [`Level::Avx512Vnni`] | AVX2, AVX-512F/BW/VL/VNNI | `vpdpbusd` zmm, 8 rows × 32 ch | AVX2 |
+//!
+//! **Hardware coverage.** The `avxvnni` variant (VEX encoding, Intel Alder Lake / N100 class)
+//! has never run on real hardware in this crate's test suite: the development host is an AMD
+//! Zen 4 class CPU (AVX-512 VNNI, no AVX-VNNI) and qemu 7.2 does not emulate AVX-VNNI. Its source
+//! is shared instruction for instruction with the `avx512vl-vnni256` stand-in, which *is* tested
+//! against the reference; only the `vpdpbusd` encoding (and the register allocation for 16 instead
+//! of 32 ymm registers) differs.
+//!
+//! Every entry below is a safe `fn` that calls a `#[target_feature]` body. The tables are private
+//! and reachable only through [`crate::dispatch::table`] / [`Variant::kernels`], which check
+//! [`Features::cpu`] against the variant's `required` features first.
+//!
+//! Convolutions use [`driver::conv2d_im2col`]; the VNNI paths gather activations already XORed
+//! with `0x80` so their inner loop skips the flip.
+
+mod avx2;
+mod vnni;
+
+use crate::dispatch::{Kernels, Level, Variant, SCALAR};
+use crate::driver;
+use crate::features::Features;
+use crate::params::Gemm;
+use crate::reference::conv::{ConvArgs, DepthwiseArgs};
+
+const REQ_AVX2: Features = Features::AVX2;
+const REQ_AVXVNNI: Features = Features(Features::AVX2.0 | Features::AVXVNNI.0);
+const REQ_VNNI256_EVEX: Features = Features(Features::AVX2.0 | Features::AVX512F.0 | Features::AVX512VL.0 | Features::AVX512VNNI.0);
+const REQ_AVX512: Features = Level::Avx512Vnni.required();
+
+/// Define a safe entry point `$name` running `$body` compiled with the target features `$tf`.
+macro_rules! entry {
+    ($name:ident, $tf:literal, $req:expr, ($($arg:ident: $ty:ty),*), $body:expr) => {
+        fn $name($($arg: $ty),*) {
+            #[target_feature(enable = $tf)]
+            #[allow(unused_unsafe)] // bodies that are safe calls (the convolution driver)
+            unsafe fn inner($($arg: $ty),*) {
+                // SAFETY: compiled with the features `$tf`; the caller checked the CPU has them.
+                unsafe { $body }
+            }
+            debug_assert!(Features::cpu().contains($req));
+            // SAFETY: this entry is reachable only through a kernel table that dispatch hands out
+            // after checking that `Features::cpu()` contains `$req`, which covers `$tf`.
+            unsafe { inner($($arg),*) }
+        }
+    };
+}
+
+// --- AVX2 -------------------------------------------------------------------------------------
+entry!(gemm_avx2, "avx2", REQ_AVX2, (g: &Gemm<'_>, c: &mut [i8], ldc: usize), avx2::gemm(g, c, ldc));
+entry!(dw_avx2, "avx2", REQ_AVX2, (a: &DepthwiseArgs<'_>, out: &mut [i8]), avx2::depthwise(a, out));
+entry!(conv_avx2, "avx2", REQ_AVX2, (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
+    driver::conv2d_im2col(a, out, scratch, gemm_avx2, None));
+static AVX2: Kernels = Kernels { level: Level::Avx2, gemm: gemm_avx2, conv2d: conv_avx2, depthwise2d: dw_avx2 };
+
+// --- AVX-VNNI (VEX) ---------------------------------------------------------------------------
+entry!(gemm_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (g: &Gemm<'_>, c: &mut [i8], ldc: usize),
+    vnni::gemm256::<vnni::Vex, false>(g, c, ldc));
+entry!(gemm_avxvnni_u8, "avx2,avxvnni", REQ_AVXVNNI, (g: &Gemm<'_>, c: &mut [i8], ldc: usize),
+    vnni::gemm256::<vnni::Vex, true>(g, c, ldc));
+entry!(dw_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &DepthwiseArgs<'_>, out: &mut [i8]), avx2::depthwise(a, out));
+entry!(conv_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
+    driver::conv2d_im2col(a, out, scratch, gemm_avxvnni, Some(gemm_avxvnni_u8)));
+static AVXVNNI: Kernels = Kernels { level: Level::AvxVnni, gemm: gemm_avxvnni, conv2d: conv_avxvnni, depthwise2d: dw_avxvnni };
+
+// --- 256-bit VNNI, EVEX encoding (test stand-in for AVX-VNNI) ----------------------------------
+entry!(gemm_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (g: &Gemm<'_>, c: &mut [i8], ldc: usize),
+    vnni::gemm256::<vnni::Evex, false>(g, c, ldc));
+entry!(gemm_vnni256e_u8, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (g: &Gemm<'_>, c: &mut [i8], ldc: usize),
+    vnni::gemm256::<vnni::Evex, true>(g, c, ldc));
+entry!(dw_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &DepthwiseArgs<'_>, out: &mut [i8]),
+    avx2::depthwise(a, out));
+entry!(conv_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX,
+    (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
+    driver::conv2d_im2col(a, out, scratch, gemm_vnni256e, Some(gemm_vnni256e_u8)));
+static VNNI256_EVEX: Kernels = Kernels { level: Level::AvxVnni, gemm: gemm_vnni256e, conv2d: conv_vnni256e, depthwise2d: dw_vnni256e };
+
+// --- AVX-512 VNNI ------------------------------------------------------------------------------
+entry!(gemm_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (g: &Gemm<'_>, c: &mut [i8], ldc: usize),
+    vnni::gemm512::<false>(g, c, ldc));
+entry!(gemm_avx512_u8, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (g: &Gemm<'_>, c: &mut [i8], ldc: usize),
+    vnni::gemm512::<true>(g, c, ldc));
+entry!(dw_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &DepthwiseArgs<'_>, out: &mut [i8]),
+    avx2::depthwise(a, out));
+entry!(conv_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512,
+    (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
+    driver::conv2d_im2col(a, out, scratch, gemm_avx512, Some(gemm_avx512_u8)));
+static AVX512: Kernels = Kernels { level: Level::Avx512Vnni, gemm: gemm_avx512, conv2d: conv_avx512, depthwise2d: dw_avx512 };
+
+/// Every table compiled for x86_64 (see [`crate::dispatch::variants`]).
+pub(crate) static VARIANTS: [Variant; 5] = [
+    Variant::new("scalar", Level::Scalar, Features::empty(), true, "", &SCALAR),
+    Variant::new("avx2", Level::Avx2, REQ_AVX2, true, "", &AVX2),
+    Variant::new("avxvnni", Level::AvxVnni, REQ_AVXVNNI, true, "VEX vpdpbusd: never run on hardware by this crate's tests", &AVXVNNI),
+    Variant::new("avx512vl-vnni256", Level::AvxVnni, REQ_VNNI256_EVEX, false, "EVEX stand-in sharing the avxvnni source", &VNNI256_EVEX),
+    Variant::new("avx512vnni", Level::Avx512Vnni, REQ_AVX512, true, "", &AVX512),
+];
+
+/// Run `iters` iterations of 16 independent `vpdpbusd zmm` (1024 multiply-accumulates per
+/// iteration) and return a checksum; `None` when the CPU lacks AVX-512 VNNI. Benchmarks time it
+/// to measure the single-core VNNI peak.
+pub fn vnni512_peak(iters: u64, seed: i32) -> Option<i32> {
+    if !Features::cpu().contains(Features(Features::AVX512F.0 | Features::AVX512VNNI.0)) {
+        return None;
+    }
+    // SAFETY: the CPU has AVX-512F and AVX512-VNNI (checked above).
+    Some(unsafe { vnni::peak512(iters, seed) })
+}
+
+/// Multiply-accumulates per iteration of [`vnni512_peak`].
+pub const VNNI512_PEAK_MACS_PER_ITER: u64 = 16 * 64;

@@ -1,0 +1,439 @@
+//! VNNI GEMM micro-kernels: `vpdpbusd` over the packed layout.
+//!
+//! `vpdpbusd` multiplies *unsigned* bytes by signed bytes, so activations are fed as `a ^ 0x80`
+//! (`= a + 128` as u8) and accumulators start from `Gemm::bias_u8 = bias − 128·Σw`, which cancels
+//! the offset exactly (all arithmetic is modulo 2^32, like the reference's wrapping adds). The
+//! products are exact: `vpdpbusd` (not `vpdpbusds`) adds four products of at most 2^15 each into
+//! the wrapping 32-bit accumulator.
+//!
+//! * [`gemm512`]: zmm, one 64-byte packed line = 16 channels × 4 k per register; tiles of up to
+//!   [`MR512`] rows × 32 channels (16 accumulators + 2 weight registers), requantized in registers
+//!   with AVX-512 (`vpmuldq`, `vpsravq`, `vpmovsqd`) and stored with a byte mask on channel tails.
+//! * [`gemm256`]: ymm, generic over the encoding of `vpdpbusd` ([`Dot256`]): [`Vex`] is AVX-VNNI
+//!   (Alder Lake, N100 class; 16 ymm registers, so tiles of [`MR256`] rows × 16 channels), [`Evex`]
+//!   is the AVX-512VL form. Both share this source and the AVX2 requantization, so testing the
+//!   EVEX form exercises everything but the instruction encoding.
+//!
+//! When `U8` is true, `A` already holds `a ^ 0x80` (the im2col gather stores it that way) and the
+//! XOR is skipped.
+
+use super::avx2::{pack16, requant8, store_bytes, tail_word, OutC, Rq8};
+use crate::driver::{self, ChannelBlock};
+use crate::params::Gemm;
+use core::arch::x86_64::*;
+
+/// Rows per zmm tile.
+pub(crate) const MR512: usize = 8;
+
+/// One 4-deep reduction step of [`tile512`]: the packed lines at `bp + j·bstride`, `j < NB`.
+///
+/// # Safety
+/// AVX-512F/VNNI; 64 readable bytes at each `bp + j·bstride`.
+#[inline(always)]
+unsafe fn step512<const R: usize, const NB: usize, const U8: bool>(
+    acc: &mut [[__m512i; NB]; R],
+    bp: *const i8,
+    bstride: usize,
+    words: &[i32; R],
+) {
+    // SAFETY: AVX-512 and the readable lines per the contract.
+    unsafe {
+        let mut bv = [_mm512_setzero_si512(); NB];
+        for (j, x) in bv.iter_mut().enumerate() {
+            *x = _mm512_loadu_si512(bp.add(j * bstride).cast());
+        }
+        for r in 0..R {
+            let av = _mm512_set1_epi32(words[r]);
+            let av = if U8 { av } else { _mm512_xor_si512(av, _mm512_set1_epi8(-128)) };
+            for j in 0..NB {
+                acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, bv[j]);
+            }
+        }
+    }
+}
+
+/// One zmm tile: `R` rows × `NB`·16 channels.
+///
+/// # Safety
+/// AVX-512F/BW/VL/VNNI; `a` readable for `r·lda + k` bytes (`r < R`); `b` points to the first
+/// line of a packed block of `ceil(k/4)` lines, blocks `bstride` bytes apart, `NB` blocks
+/// readable; `cbs[j]` holds the constants of block `j`; `c` writable for `valid` bytes (at most
+/// `16·NB`) at `r·ldc` for every `r < R`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile512<const R: usize, const NB: usize, const U8: bool>(
+    a: *const i8,
+    lda: usize,
+    k: usize,
+    b: *const i8,
+    bstride: usize,
+    cbs: &[ChannelBlock; NB],
+    q: &crate::params::OutQuant<'_>,
+    c: *mut i8,
+    ldc: usize,
+    valid: usize,
+) {
+    // SAFETY: AVX-512 per the contract; reads: A bytes `4l..4l+4` (`l < k/4`) and the `k % 4`
+    // tail bytes of rows `r < R`, B lines `l < ceil(k/4)` of `NB` blocks, constants from `cbs`;
+    // writes: masked to `valid` bytes per row.
+    unsafe {
+        let mut init = [_mm512_setzero_si512(); NB];
+        for j in 0..NB {
+            init[j] = _mm512_load_si512(cbs[j].bias.as_ptr().cast());
+        }
+        let mut acc = [init; R];
+        let k4 = k / 4;
+        let mut words = [0i32; R];
+        let mut l = 0;
+        if R <= 2 {
+            // Few rows: not enough independent accumulators to hide the `vpdpbusd` latency, so
+            // even and odd steps go to separate accumulators, added before requantization.
+            let mut acc2 = [[_mm512_setzero_si512(); NB]; R];
+            while l + 2 <= k4 {
+                for (r, w) in words.iter_mut().enumerate() {
+                    *w = a.add(r * lda + 4 * l).cast::<i32>().read_unaligned();
+                }
+                step512::<R, NB, U8>(&mut acc, b.add(l * 64), bstride, &words);
+                for (r, w) in words.iter_mut().enumerate() {
+                    *w = a.add(r * lda + 4 * l + 4).cast::<i32>().read_unaligned();
+                }
+                step512::<R, NB, U8>(&mut acc2, b.add(l * 64 + 64), bstride, &words);
+                l += 2;
+            }
+            for (x, y) in acc.iter_mut().zip(&acc2) {
+                for (xj, yj) in x.iter_mut().zip(y) {
+                    *xj = _mm512_add_epi32(*xj, *yj);
+                }
+            }
+        }
+        while l < k4 {
+            for (r, w) in words.iter_mut().enumerate() {
+                *w = a.add(r * lda + 4 * l).cast::<i32>().read_unaligned();
+            }
+            step512::<R, NB, U8>(&mut acc, b.add(l * 64), bstride, &words);
+            l += 1;
+        }
+        if !k.is_multiple_of(4) {
+            // Missing bytes are 0 (or 0x80 after the flip): their weights are zero.
+            for (r, w) in words.iter_mut().enumerate() {
+                *w = tail_word(a.add(r * lda + 4 * k4), k % 4);
+            }
+            step512::<R, NB, U8>(&mut acc, b.add(k4 * 64), bstride, &words);
+        }
+        // clamp(x + zp, min, max) = clamp(x, min − zp, max − zp) + zp, without overflow
+        let zp = _mm512_set1_epi32(q.zero_point);
+        let lo = _mm512_set1_epi32(q.min - q.zero_point);
+        let hi = _mm512_set1_epi32(q.max - q.zero_point);
+        let one = _mm512_set1_epi64(1);
+        for j in 0..NB {
+            let m = _mm512_load_si512(cbs[j].mult.as_ptr().cast());
+            let s = _mm512_load_si512(cbs[j].shift.as_ptr().cast());
+            let nv = valid.saturating_sub(16 * j).min(16);
+            let mask: __mmask16 = ((1u32 << nv) - 1) as __mmask16;
+            if cbs[j].shifts_ge_32() {
+                // Every shift in [32, 62]: the high 32 bits of `acc·m + 2^(s−1)` fit in 31 bits;
+                // shifting them by `s − 32` (32-bit arithmetic shift) is exact and never saturates.
+                let m_odd = _mm512_srli_epi64::<32>(m);
+                let s_even = _mm512_and_si512(s, _mm512_set1_epi64(0xffff_ffff));
+                let s_odd = _mm512_srli_epi64::<32>(s);
+                let r_even = _mm512_sllv_epi64(one, _mm512_sub_epi64(s_even, one));
+                let r_odd = _mm512_sllv_epi64(one, _mm512_sub_epi64(s_odd, one));
+                let s32 = _mm512_sub_epi32(s, _mm512_set1_epi32(32));
+                for (r, ar) in acc.iter().enumerate() {
+                    let v = ar[j];
+                    let pe = _mm512_add_epi64(_mm512_mul_epi32(v, m), r_even);
+                    let po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64::<32>(v), m_odd), r_odd);
+                    let h = _mm512_mask_blend_epi32(0xaaaa, _mm512_srli_epi64::<32>(pe), po);
+                    let y = _mm512_srav_epi32(h, s32);
+                    let y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(y, lo), hi), zp);
+                    _mm_mask_storeu_epi8(c.add(r * ldc + 16 * j), mask, _mm512_cvtepi32_epi8(y));
+                }
+                continue;
+            }
+            let m_lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(m));
+            let m_hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(m));
+            let s_lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(s));
+            let s_hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(s));
+            let r_lo = _mm512_sllv_epi64(one, _mm512_sub_epi64(s_lo, one));
+            let r_hi = _mm512_sllv_epi64(one, _mm512_sub_epi64(s_hi, one));
+            for (r, ar) in acc.iter().enumerate() {
+                let v = ar[j];
+                let plo = _mm512_mul_epi32(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)), m_lo);
+                let phi = _mm512_mul_epi32(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(v)), m_hi);
+                let ylo = _mm512_cvtsepi64_epi32(_mm512_srav_epi64(_mm512_add_epi64(plo, r_lo), s_lo));
+                let yhi = _mm512_cvtsepi64_epi32(_mm512_srav_epi64(_mm512_add_epi64(phi, r_hi), s_hi));
+                let y = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(ylo), yhi);
+                let y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(y, lo), hi), zp);
+                _mm_mask_storeu_epi8(c.add(r * ldc + 16 * j), mask, _mm512_cvtepi32_epi8(y));
+            }
+        }
+    }
+}
+
+/// Run the tiles of one column panel (`NB` blocks) over all rows.
+///
+/// # Safety
+/// As [`tile512`], for rows `0..g.m` of a GEMM validated by [`driver::check_gemm`].
+#[inline(always)]
+unsafe fn panel512<const NB: usize, const U8: bool>(g: &Gemm<'_>, blk: usize, c: &mut [i8], ldc: usize) {
+    let bstride = g.k.div_ceil(4) * 64;
+    let ch0 = blk * 16;
+    let valid = (g.n - ch0).min(16 * NB);
+    let mut cbs = [ChannelBlock::new(g.bias_u8, &g.q, ch0, valid.min(16)); NB];
+    for (j, cb) in cbs.iter_mut().enumerate().skip(1) {
+        *cb = ChannelBlock::new(g.bias_u8, &g.q, ch0 + 16 * j, valid.saturating_sub(16 * j).min(16));
+    }
+    // SAFETY: the caller validated the GEMM; block `blk + NB − 1` exists because
+    // `16·blk + valid ≤ n` rounds up within `packed_len`; rows `i + rows ≤ m`.
+    unsafe {
+        let bp = g.b.as_ptr().add(blk * bstride);
+        let mut i = 0;
+        while i < g.m {
+            let rows = (g.m - i).min(if NB > 2 { 2 } else { MR512 });
+            let ap = g.a.as_ptr().add(i * g.lda);
+            let cp = c.as_mut_ptr().add(i * ldc + ch0);
+            macro_rules! go {
+                ($r:literal) => {
+                    tile512::<$r, NB, U8>(ap, g.lda, g.k, bp, bstride, &cbs, &g.q, cp, ldc, valid)
+                };
+            }
+            if NB > 2 {
+                // wide panels are only used for one or two rows
+                match rows {
+                    1 => go!(1),
+                    _ => go!(2),
+                }
+                i += rows;
+                continue;
+            }
+            match rows {
+                8 => go!(8),
+                7 => go!(7),
+                6 => go!(6),
+                5 => go!(5),
+                4 => go!(4),
+                3 => go!(3),
+                2 => go!(2),
+                _ => go!(1),
+            }
+            i += rows;
+        }
+    }
+}
+
+/// AVX-512 VNNI quantized GEMM (uses `bias_u8`).
+///
+/// # Safety
+/// AVX-512F/BW/VL/VNNI.
+#[inline(always)]
+pub(crate) unsafe fn gemm512<const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
+    if !driver::check_gemm(g, c, ldc, true) {
+        return;
+    }
+    let blocks = g.n.div_ceil(16);
+    let mut blk = 0;
+    // SAFETY: validated above; AVX-512 per the contract.
+    unsafe {
+        if g.m <= 2 {
+            while blk + 4 <= blocks {
+                panel512::<4, U8>(g, blk, c, ldc);
+                blk += 4;
+            }
+        }
+        while blk + 2 <= blocks {
+            panel512::<2, U8>(g, blk, c, ldc);
+            blk += 2;
+        }
+        if blk < blocks {
+            panel512::<1, U8>(g, blk, c, ldc);
+        }
+    }
+}
+
+/// The encoding of the 256-bit `vpdpbusd`.
+pub(crate) trait Dot256 {
+    /// `acc + Σ₄ u8(a) · i8(b)` per 32-bit lane.
+    ///
+    /// # Safety
+    /// The CPU supports this encoding and the caller is compiled with its target features.
+    unsafe fn dpbusd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
+}
+
+/// AVX-512VL + AVX512-VNNI (EVEX) encoding.
+pub(crate) struct Evex;
+/// AVX-VNNI (VEX) encoding.
+pub(crate) struct Vex;
+
+impl Dot256 for Evex {
+    #[inline(always)]
+    unsafe fn dpbusd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: per the trait contract the CPU has AVX512-VNNI and AVX512VL.
+        unsafe { _mm256_dpbusd_epi32(acc, a, b) }
+    }
+}
+
+impl Dot256 for Vex {
+    #[inline(always)]
+    unsafe fn dpbusd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: per the trait contract the CPU has AVX-VNNI.
+        unsafe { _mm256_dpbusd_avx_epi32(acc, a, b) }
+    }
+}
+
+/// Rows per ymm tile (12 accumulators + 2 weights + activation + XOR constant = 16 registers).
+pub(crate) const MR256: usize = 6;
+
+/// One 4-deep reduction step of [`tile256`] on the packed line at `bp`.
+///
+/// # Safety
+/// AVX2 and the encoding `D`; 64 readable bytes at `bp`.
+#[inline(always)]
+unsafe fn step256<D: Dot256, const R: usize, const U8: bool>(acc: &mut [[__m256i; 2]; R], bp: *const i8, words: &[i32; R]) {
+    // SAFETY: per the contract.
+    unsafe {
+        let w0 = _mm256_loadu_si256(bp.cast());
+        let w1 = _mm256_loadu_si256(bp.add(32).cast());
+        for r in 0..R {
+            let av = _mm256_set1_epi32(words[r]);
+            let av = if U8 { av } else { _mm256_xor_si256(av, _mm256_set1_epi8(-128)) };
+            acc[r][0] = D::dpbusd(acc[r][0], av, w0);
+            acc[r][1] = D::dpbusd(acc[r][1], av, w1);
+        }
+    }
+}
+
+/// One ymm tile: `R` rows × 16 channels (a packed line is two ymm).
+///
+/// # Safety
+/// AVX2 and the [`Dot256`] encoding `D`; `a` readable for `r·lda + k` bytes (`r < R`); `b` points
+/// to the first of `ceil(k/4)` packed lines; `c` writable for `min(valid, 16)` bytes at `r·ldc`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile256<D: Dot256, const R: usize, const U8: bool>(
+    a: *const i8,
+    lda: usize,
+    k: usize,
+    b: *const i8,
+    cb: &ChannelBlock,
+    oc: &OutC,
+    c: *mut i8,
+    ldc: usize,
+    valid: usize,
+) {
+    // SAFETY: as in `tile512`: A bytes `4l..4l+4` (`l < k/4`) and tails, B lines
+    // `l < ceil(k/4)`, constants from `cb`, writes of `min(valid, 16)` bytes per row.
+    unsafe {
+        let b0 = _mm256_load_si256(cb.bias.as_ptr().cast());
+        let b1 = _mm256_load_si256(cb.bias.as_ptr().add(8).cast());
+        let mut acc = [[b0, b1]; R];
+        let k4 = k / 4;
+        let mut words = [0i32; R];
+        let mut l = 0;
+        if R <= 2 {
+            // Few rows: split the reduction over two accumulator sets to hide the latency.
+            let mut acc2 = [[_mm256_setzero_si256(); 2]; R];
+            while l + 2 <= k4 {
+                for (r, w) in words.iter_mut().enumerate() {
+                    *w = a.add(r * lda + 4 * l).cast::<i32>().read_unaligned();
+                }
+                step256::<D, R, U8>(&mut acc, b.add(l * 64), &words);
+                for (r, w) in words.iter_mut().enumerate() {
+                    *w = a.add(r * lda + 4 * l + 4).cast::<i32>().read_unaligned();
+                }
+                step256::<D, R, U8>(&mut acc2, b.add(l * 64 + 64), &words);
+                l += 2;
+            }
+            for (x, y) in acc.iter_mut().zip(&acc2) {
+                for (xj, yj) in x.iter_mut().zip(y) {
+                    *xj = _mm256_add_epi32(*xj, *yj);
+                }
+            }
+        }
+        while l < k4 {
+            for (r, w) in words.iter_mut().enumerate() {
+                *w = a.add(r * lda + 4 * l).cast::<i32>().read_unaligned();
+            }
+            step256::<D, R, U8>(&mut acc, b.add(l * 64), &words);
+            l += 1;
+        }
+        if !k.is_multiple_of(4) {
+            for (r, w) in words.iter_mut().enumerate() {
+                *w = tail_word(a.add(r * lda + 4 * k4), k % 4);
+            }
+            step256::<D, R, U8>(&mut acc, b.add(k4 * 64), &words);
+        }
+        let rq0 = Rq8::load(cb.mult.as_ptr(), cb.shift.as_ptr());
+        let rq1 = Rq8::load(cb.mult.as_ptr().add(8), cb.shift.as_ptr().add(8));
+        for (r, ar) in acc.iter().enumerate() {
+            let bytes = pack16(requant8(ar[0], &rq0, oc), requant8(ar[1], &rq1, oc));
+            store_bytes(c.add(r * ldc), bytes, valid);
+        }
+    }
+}
+
+/// 256-bit VNNI quantized GEMM (uses `bias_u8`), generic over the `vpdpbusd` encoding.
+///
+/// # Safety
+/// AVX2 and the encoding `D` (see [`Dot256`]).
+#[inline(always)]
+pub(crate) unsafe fn gemm256<D: Dot256, const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
+    if !driver::check_gemm(g, c, ldc, true) {
+        return;
+    }
+    let bstride = g.k.div_ceil(4) * 64;
+    // SAFETY: `check_gemm` validated every range the tiles touch; `ch0 + valid ≤ n`.
+    unsafe {
+        let oc = OutC::new(&g.q);
+        for blk in 0..g.n.div_ceil(16) {
+            let ch0 = blk * 16;
+            let valid = (g.n - ch0).min(16);
+            let cb = ChannelBlock::new(g.bias_u8, &g.q, ch0, valid);
+            let bp = g.b.as_ptr().add(blk * bstride);
+            let mut i = 0;
+            while i < g.m {
+                let rows = (g.m - i).min(MR256);
+                let ap = g.a.as_ptr().add(i * g.lda);
+                let cp = c.as_mut_ptr().add(i * ldc + ch0);
+                macro_rules! go {
+                    ($r:literal) => {
+                        tile256::<D, $r, U8>(ap, g.lda, g.k, bp, &cb, &oc, cp, ldc, valid)
+                    };
+                }
+                match rows {
+                    6 => go!(6),
+                    5 => go!(5),
+                    4 => go!(4),
+                    3 => go!(3),
+                    2 => go!(2),
+                    _ => go!(1),
+                }
+                i += rows;
+            }
+        }
+    }
+}
+
+/// Multiply-accumulates of the zmm peak loop per iteration (16 independent accumulators).
+const PEAK_ACCS: usize = 16;
+
+/// A tight loop of `16 · iters` independent `vpdpbusd zmm` (64 MACs each), for measuring the
+/// single-core VNNI peak. Returns a checksum so the work cannot be elided.
+///
+/// # Safety
+/// AVX-512F + AVX512-VNNI.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub(crate) unsafe fn peak512(iters: u64, seed: i32) -> i32 {
+    let a = _mm512_set1_epi32(seed);
+    let b = _mm512_set1_epi32(seed.rotate_left(7));
+    let mut acc = [_mm512_setzero_si512(); PEAK_ACCS];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm512_dpbusd_epi32(*x, a, b);
+        }
+    }
+    let mut s = _mm512_setzero_si512();
+    for x in acc {
+        s = _mm512_add_epi32(s, x);
+    }
+    _mm512_reduce_add_epi32(s)
+}

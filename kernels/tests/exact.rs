@@ -1,0 +1,490 @@
+//! Property tests: every kernel table this CPU can run must produce exactly the bytes of the
+//! scalar reference (zero tolerance) on random GEMM, convolution and depthwise problems.
+//!
+//! Levels the CPU cannot run are reported as `skipped <variant>: CPU lacks <features>`.
+//! `TEMPER_TEST_CASES` scales the number of random cases (default 1.0, e.g. `0.25` under qemu),
+//! `TEMPER_TEST_SEED` changes the seed.
+
+use temper_kernels::dispatch::{conv_scratch_len, variants, Kernels, Variant, SCALAR};
+use temper_kernels::pack;
+use temper_kernels::params::{Conv2d, Gemm, Nhwc, OutQuant};
+use temper_kernels::reference::conv::{ConvArgs, DepthwiseArgs};
+
+/// xorshift64* PRNG.
+struct Rng(u64);
+
+impl Rng {
+    fn new(salt: u64) -> Rng {
+        let seed = std::env::var("TEMPER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_abcd_9876u64);
+        Rng(seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+    fn usize(&mut self, lo: usize, hi: usize) -> usize {
+        self.range(lo as i64, hi as i64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.usize(0, xs.len() - 1)]
+    }
+    fn i8s(&mut self, n: usize, lo: i64, hi: i64) -> Vec<i8> {
+        (0..n).map(|_| self.range(lo, hi) as i8).collect()
+    }
+}
+
+fn cases(default: usize) -> usize {
+    let scale: f64 = std::env::var("TEMPER_TEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    ((default as f64 * scale).ceil() as usize).max(1)
+}
+
+/// The variants to compare with the reference; prints the ones this CPU cannot run.
+fn runnable() -> Vec<(&'static Variant, &'static Kernels)> {
+    let mut v = Vec::new();
+    for var in variants() {
+        match var.kernels() {
+            Some(k) if var.name != "scalar" => v.push((var, k)),
+            Some(_) => {}
+            None => println!("skipped {}: CPU lacks {}", var.name, var.missing()),
+        }
+    }
+    println!("testing against scalar: {:?}", v.iter().map(|(var, _)| var.name).collect::<Vec<_>>());
+    v
+}
+
+/// Random weights: full range, symmetric `[-127, 127]` (paths that pair products in 16 bits
+/// take a faster route then), or extreme values only.
+fn weights(r: &mut Rng, n: usize) -> Vec<i8> {
+    match r.usize(0, 9) {
+        0..=3 => r.i8s(n, -128, 127),
+        4..=7 => r.i8s(n, -127, 127),
+        8 => (0..n).map(|_| if r.chance(50) { -128 } else { 127 }).collect(),
+        _ => r.i8s(n, -3, 3),
+    }
+}
+
+fn activations(r: &mut Rng, n: usize) -> Vec<i8> {
+    match r.usize(0, 5) {
+        0 => (0..n).map(|_| if r.chance(50) { -128 } else { 127 }).collect(),
+        1 => (0..n).map(|_| if r.chance(70) { -128 } else { r.range(-128, 127) as i8 }).collect(),
+        _ => r.i8s(n, -128, 127),
+    }
+}
+
+/// Owned output quantization.
+struct Quant {
+    mult: Vec<i32>,
+    shift: Vec<i32>,
+    zp: i32,
+    min: i32,
+    max: i32,
+}
+
+impl Quant {
+    fn q(&self) -> OutQuant<'_> {
+        OutQuant { mult: &self.mult, shift: &self.shift, zero_point: self.zp, min: self.min, max: self.max }
+    }
+}
+
+/// Random requantization for `n` channels whose accumulators stay below `2^acc_bits`.
+///
+/// Shifts usually put the result near the int8 range; "saturating" cases use shifts small enough
+/// for `requantize` to saturate to the i32 range before the zero point is added.
+fn quant(r: &mut Rng, n: usize, acc_bits: u32) -> Quant {
+    assert!(acc_bits <= 31);
+    let per_tensor = r.chance(30);
+    let len = if per_tensor { 1 } else { n };
+    let saturating = r.chance(8);
+    let min_shift = (acc_bits as i32 + 31 - 29).clamp(1, 62);
+    let mut mult = Vec::with_capacity(len);
+    let mut shift = Vec::with_capacity(len);
+    let shift_mode = r.usize(0, 2);
+    for _ in 0..len {
+        mult.push(match r.usize(0, 19) {
+            0 => 0,
+            1 => 1 << 30,
+            2 => i32::MAX,
+            _ => r.range(1 << 30, i32::MAX as i64) as i32,
+        });
+        shift.push(if saturating {
+            r.range(1, 40) as i32
+        } else {
+            match shift_mode {
+                // typical: the result spans the int8 range
+                0 => (acc_bits as i32 + 31 - 8 + r.range(-3, 3) as i32).clamp(min_shift, 62),
+                1 => r.range(min_shift as i64, 62) as i32,
+                _ => min_shift,
+            }
+        });
+    }
+    let zp = if saturating && r.chance(30) { r.pick(&[-128, 127]) } else { r.range(-128, 127) as i32 };
+    let (min, max) = match r.usize(0, 3) {
+        0 => (-128, 127),
+        1 => (zp.max(-128), 127),                // fused ReLU
+        2 => (zp.max(-128), (zp + 40).min(127)), // ReLU6-like
+        _ => {
+            let a = r.range(-128, 127) as i32;
+            let b = r.range(-128, 127) as i32;
+            (a.min(b), a.max(b))
+        }
+    };
+    Quant { mult, shift, zp, min, max }
+}
+
+/// Packed weights plus both biases for `n` channels of reduction `k` with input zero point `za`.
+struct Packed {
+    b: Vec<i8>,
+    bias: Vec<i32>,
+    bias_u8: Vec<i32>,
+}
+
+fn pack_weights(r: &mut Rng, w: &[i8], n: usize, k: usize, za: i32, full_range_bias: bool) -> Packed {
+    let mut b = vec![0i8; pack::packed_len(n, k).unwrap()];
+    pack::pack_into(w, n, k, &mut b);
+    let mut bias = Vec::with_capacity(n);
+    let mut bias_u8 = Vec::with_capacity(n);
+    for j in 0..n {
+        let wsum: i32 = w[j * k..(j + 1) * k].iter().map(|&x| x as i32).sum();
+        let raw = if full_range_bias { r.next() as i32 } else { r.range(-(1 << 20), 1 << 20) as i32 };
+        let bj = raw.wrapping_sub(za.wrapping_mul(wsum));
+        bias.push(bj);
+        bias_u8.push(bj.wrapping_sub(128 * wsum));
+    }
+    Packed { b, bias, bias_u8 }
+}
+
+/// Bits bounding `|accumulator|` for a reduction of length `k` (products, folded zero point, and
+/// the ±2^20 raw bias).
+fn bits_for(k: usize) -> u32 {
+    let bound = 2 * k as u64 * 128 * 128 + (1 << 20);
+    (64 - bound.leading_zeros()).min(31)
+}
+
+const SENTINEL: i8 = 0x5a;
+const GUARD: usize = 67;
+
+fn check_equal(what: &str, variant: &str, case: &str, want: &[i8], got: &[i8]) {
+    if want != got {
+        let i = want.iter().zip(got).position(|(a, b)| a != b).unwrap();
+        panic!(
+            "{what} mismatch on {variant}: {case}\nfirst difference at byte {i}: scalar {} vs {variant} {} ({} bytes differ)",
+            want[i],
+            got[i],
+            want.iter().zip(got).filter(|(a, b)| a != b).count()
+        );
+    }
+}
+
+fn gemm_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
+    let m = if r.chance(15) { r.pick(&[1, 2, 3, 5, 8, 9, 16, 17]) } else { r.usize(1, 70) };
+    let n = if r.chance(30) { r.pick(&[1, 15, 16, 17, 31, 32, 33, 48, 64, 80]) } else { r.usize(1, 80) };
+    let k = match r.usize(0, 9) {
+        0 => r.usize(1, 8),
+        1 => r.pick(&[1, 2, 3, 4, 5, 15, 16, 17, 63, 64, 65, 255, 256, 257, 300]),
+        _ => r.usize(1, 300),
+    };
+    let lda = if r.chance(30) { k + r.usize(1, 9) } else { k };
+    let ldc = if r.chance(30) { n + r.usize(1, 9) } else { n };
+    let a = activations(r, (m - 1) * lda + k);
+    let w = weights(r, n * k);
+    let za = r.range(-128, 127) as i32;
+    let full_bias = k <= 4 && r.chance(50);
+    let p = pack_weights(r, &w, n, k, za, full_bias);
+    let acc_bits = if full_bias { 31 } else { bits_for(k) };
+    let qu = quant(r, n, acc_bits);
+    let g = Gemm { m, n, k, a: &a, lda, b: &p.b, bias: &p.bias, bias_u8: &p.bias_u8, q: qu.q() };
+    let clen = (m - 1) * ldc + n + GUARD;
+    let mut want = vec![SENTINEL; clen];
+    (SCALAR.gemm)(&g, &mut want, ldc);
+    let desc = format!(
+        "case {case}: m={m} n={n} k={k} lda={lda} ldc={ldc} za={za} per_tensor={} zp={} clamp=[{}, {}] shifts={:?}",
+        qu.mult.len() == 1,
+        qu.zp,
+        qu.min,
+        qu.max,
+        &qu.shift[..qu.shift.len().min(4)]
+    );
+    for (var, kern) in kernels {
+        let mut got = vec![SENTINEL; clen];
+        (kern.gemm)(&g, &mut got, ldc);
+        check_equal("gemm", var.name, &desc, &want, &got);
+    }
+}
+
+#[test]
+fn gemm_matches_reference() {
+    let kernels = runnable();
+    let mut r = Rng::new(1);
+    let n = cases(400);
+    for case in 0..n {
+        gemm_case(&mut r, &kernels, case);
+    }
+    println!("gemm: {n} random cases");
+}
+
+#[test]
+fn gemm_requant_edges() {
+    // k = 1 with zero weights: the accumulator is the bias itself, so every i32 (including
+    // i32::MIN / i32::MAX) reaches the requantization with every shift.
+    let kernels = runnable();
+    let mut r = Rng::new(2);
+    let accs = [i32::MIN, i32::MIN + 1, -(1 << 30), -3, -2, -1, 0, 1, 2, 3, (1 << 30) + 7, i32::MAX - 1, i32::MAX];
+    for shift in 1..=62 {
+        for &mult in &[0, 1 << 30, (1 << 30) + 12345, i32::MAX] {
+            let n = 37;
+            let bias: Vec<i32> = (0..n).map(|j| if j < accs.len() { accs[j] } else { r.next() as i32 }).collect();
+            let b = vec![0i8; pack::packed_len(n, 1).unwrap()];
+            let a = vec![0i8; 3];
+            let mult = vec![mult; n];
+            let shift_v = vec![shift; n];
+            // saturated results (i32::MIN / i32::MAX) plus zero points of either sign
+            for (zp, lo, hi) in [(0, -128, 127), (0, -5, 9), (127, -128, 127), (-128, -128, 127), (100, 90, 110), (-7, -128, -100)] {
+                let q = OutQuant { mult: &mult, shift: &shift_v, zero_point: zp, min: lo, max: hi };
+                let g = Gemm { m: 3, n, k: 1, a: &a, lda: 1, b: &b, bias: &bias, bias_u8: &bias, q };
+                let mut want = vec![SENTINEL; 3 * n + GUARD];
+                (SCALAR.gemm)(&g, &mut want, n);
+                for (var, kern) in &kernels {
+                    let mut got = vec![SENTINEL; 3 * n + GUARD];
+                    (kern.gemm)(&g, &mut got, n);
+                    check_equal("gemm requant", var.name, &format!("shift={shift} mult={}", mult[0]), &want, &got);
+                }
+            }
+        }
+    }
+}
+
+/// A random convolution geometry (and its output shape), `depthwise` forcing groups = channels.
+fn geometry(r: &mut Rng, depthwise: bool) -> Conv2d {
+    loop {
+        let k = if depthwise { r.pick(&[3, 3, 3, 5, 5, 1, 2, 7]) } else { r.pick(&[1, 1, 3, 3, 5, 7]) };
+        let (kh, kw) = if r.chance(10) { (k, r.pick(&[1, 3, 5])) } else { (k, k) };
+        let s = if r.chance(10) { 3 } else { r.pick(&[1, 2]) };
+        let (sh, sw) = (s, if r.chance(10) { 1 } else { s });
+        let d = if r.chance(15) { 2 } else { 1 };
+        let pointwise = !depthwise && kh == 1 && kw == 1 && r.chance(50);
+        let (sh, sw, d) = if pointwise { (1, 1, 1) } else { (sh, sw, d) };
+        let pad_top = if pointwise { 0 } else { r.usize(0, (kh - 1) * d / 2 + 1) };
+        let pad_left = if pointwise { 0 } else { r.usize(0, (kw - 1) * d / 2 + 1) };
+        let pad_bottom = if pointwise { 0 } else { r.usize(0, pad_top + 1) };
+        let pad_right = if pointwise { 0 } else { r.usize(0, pad_left + 1) };
+        let (ih, iw) = (r.usize(1, 13), r.usize(1, 13));
+        let eh = ih + pad_top + pad_bottom;
+        let ew = iw + pad_left + pad_right;
+        let (sph, spw) = ((kh - 1) * d + 1, (kw - 1) * d + 1);
+        if eh < sph || ew < spw {
+            continue;
+        }
+        let (oh, ow) = ((eh - sph) / sh + 1, (ew - spw) / sw + 1);
+        let batch = if r.chance(20) { 2 } else { 1 };
+        let (groups, cin, cout) = if depthwise {
+            let c = if r.chance(30) { r.pick(&[1, 8, 15, 16, 17, 32, 33, 64]) } else { r.usize(1, 70) };
+            (c, c, c)
+        } else {
+            let groups = match r.usize(0, 9) {
+                0 => r.pick(&[2, 3, 4]),
+                1 => {
+                    // depthwise-shaped grouped convolution, channel multiplier 1 or 2
+                    let g = r.usize(1, 12);
+                    let mult = r.usize(1, 2);
+                    return finish((ih, iw, oh, ow, kh, kw, sh, sw, d, pad_top, pad_left, batch), g, g, g * mult);
+                }
+                _ => 1,
+            };
+            let cig = if r.chance(20) { r.pick(&[1, 3, 4]) } else { r.usize(1, 24) };
+            let cog = if r.chance(20) { r.pick(&[1, 8, 16, 32, 33]) } else { r.usize(1, 40) };
+            (groups, cig * groups, cog * groups)
+        };
+        return finish((ih, iw, oh, ow, kh, kw, sh, sw, d, pad_top, pad_left, batch), groups, cin, cout);
+    }
+}
+
+type Dims = (usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize);
+
+fn finish(d: Dims, groups: usize, cin: usize, cout: usize) -> Conv2d {
+    let (ih, iw, oh, ow, kh, kw, sh, sw, dil, pad_top, pad_left, batch) = d;
+    Conv2d {
+        input: Nhwc::new(batch, ih, iw, cin),
+        output: Nhwc::new(batch, oh, ow, cout),
+        kh,
+        kw,
+        sh,
+        sw,
+        dh: dil,
+        dw: dil,
+        pad_top,
+        pad_left,
+        groups,
+    }
+}
+
+fn conv_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
+    let g = geometry(r, false);
+    let (cig, cog, k) = (g.cin_per_group(), g.cout_per_group(), g.k());
+    let input = activations(r, g.input.len());
+    let za = r.range(-128, 127) as i32;
+    let group_len = pack::packed_len(cog, k).unwrap();
+    let mut weights_packed = vec![0i8; g.groups * group_len];
+    let mut bias = Vec::new();
+    let mut bias_u8 = Vec::new();
+    for grp in 0..g.groups {
+        let w = weights(r, cog * k);
+        let p = pack_weights(r, &w, cog, k, za, false);
+        weights_packed[grp * group_len..(grp + 1) * group_len].copy_from_slice(&p.b);
+        bias.extend(p.bias);
+        bias_u8.extend(p.bias_u8);
+    }
+    let qu = quant(r, g.output.c, bits_for(k));
+    let args = ConvArgs { geom: g, input: &input, input_zp: za, weights: &weights_packed, bias: &bias, bias_u8: &bias_u8, q: qu.q() };
+    let olen = g.output.len() + GUARD;
+    let mut want = vec![SENTINEL; olen];
+    let mut scratch = vec![0x33i8; conv_scratch_len(&g)];
+    (SCALAR.conv2d)(&args, &mut want, &mut scratch);
+    let desc = format!("case {case}: {g:?} cig={cig} cog={cog} k={k} za={za}");
+    for (var, kern) in kernels {
+        let mut got = vec![SENTINEL; olen];
+        // scratch of exactly the advertised size, filled with garbage
+        let mut scratch: Vec<i8> = (0..conv_scratch_len(&g)).map(|i| (i * 97 + 13) as i8).collect();
+        (kern.conv2d)(&args, &mut got, &mut scratch);
+        check_equal("conv2d", var.name, &desc, &want, &got);
+    }
+}
+
+#[test]
+fn conv2d_matches_reference() {
+    let kernels = runnable();
+    let mut r = Rng::new(3);
+    let n = cases(250);
+    for case in 0..n {
+        conv_case(&mut r, &kernels, case);
+    }
+    println!("conv2d: {n} random cases");
+}
+
+#[test]
+fn conv2d_real_layers() {
+    // Layer shapes of the Fashion-MNIST student and common mobile blocks (one image each).
+    let kernels = runnable();
+    let mut r = Rng::new(4);
+    let shapes: [(usize, usize, usize, usize, usize, usize, usize); 6] = [
+        // (h, w, cin, cout, k, stride, pad)
+        (28, 28, 1, 16, 3, 1, 1),
+        (28, 28, 16, 32, 3, 1, 1),
+        (14, 14, 32, 64, 3, 2, 1),
+        (14, 14, 64, 64, 1, 1, 0),
+        (7, 7, 64, 128, 3, 1, 1),
+        (8, 8, 24, 24, 5, 1, 2),
+    ];
+    for (case, &(h, w, cin, cout, k, s, pad)) in shapes.iter().enumerate() {
+        let oh = (h + 2 * pad - k) / s + 1;
+        let ow = (w + 2 * pad - k) / s + 1;
+        let g = Conv2d {
+            input: Nhwc::new(1, h, w, cin),
+            output: Nhwc::new(1, oh, ow, cout),
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            dh: 1,
+            dw: 1,
+            pad_top: pad,
+            pad_left: pad,
+            groups: 1,
+        };
+        let kk = g.k();
+        let input = activations(&mut r, g.input.len());
+        let za = r.range(-128, 127) as i32;
+        let w = weights(&mut r, cout * kk);
+        let p = pack_weights(&mut r, &w, cout, kk, za, false);
+        let qu = quant(&mut r, cout, bits_for(kk));
+        let args = ConvArgs { geom: g, input: &input, input_zp: za, weights: &p.b, bias: &p.bias, bias_u8: &p.bias_u8, q: qu.q() };
+        let mut want = vec![SENTINEL; g.output.len()];
+        (SCALAR.conv2d)(&args, &mut want, &mut []);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; g.output.len()];
+            let mut scratch = vec![0i8; conv_scratch_len(&g)];
+            (kern.conv2d)(&args, &mut got, &mut scratch);
+            check_equal("conv2d", var.name, &format!("layer {case}: {g:?}"), &want, &got);
+        }
+    }
+}
+
+fn depthwise_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
+    let g = geometry(r, true);
+    let c = g.output.c;
+    let input = activations(r, g.input.len());
+    let za = r.range(-128, 127) as i32;
+    let taps = g.kh * g.kw;
+    let w = weights(r, taps * c);
+    let bias: Vec<i32> = (0..c)
+        .map(|ch| {
+            let wsum: i32 = (0..taps).map(|t| w[t * c + ch] as i32).sum();
+            (r.range(-(1 << 20), 1 << 20) as i32).wrapping_sub(za * wsum)
+        })
+        .collect();
+    let qu = quant(r, c, bits_for(taps));
+    let args = DepthwiseArgs { geom: g, input: &input, input_zp: za, weights: &w, bias: &bias, q: qu.q() };
+    let olen = g.output.len() + GUARD;
+    let mut want = vec![SENTINEL; olen];
+    (SCALAR.depthwise2d)(&args, &mut want);
+    let desc = format!("case {case}: {g:?} za={za}");
+    for (var, kern) in kernels {
+        let mut got = vec![SENTINEL; olen];
+        (kern.depthwise2d)(&args, &mut got);
+        check_equal("depthwise2d", var.name, &desc, &want, &got);
+    }
+}
+
+#[test]
+fn depthwise2d_matches_reference() {
+    let kernels = runnable();
+    let mut r = Rng::new(5);
+    let n = cases(300);
+    for case in 0..n {
+        depthwise_case(&mut r, &kernels, case);
+    }
+    println!("depthwise2d: {n} random cases");
+}
+
+#[test]
+fn depthwise2d_large_windows() {
+    // Windows above the SIMD tap limit fall back to the reference; 8×8 = 64 taps is the limit.
+    let kernels = runnable();
+    let mut r = Rng::new(6);
+    for &(kh, kw) in &[(8usize, 8usize), (9, 9), (1, 11)] {
+        let (h, w, c) = (12, 12, 20);
+        let g = Conv2d {
+            input: Nhwc::new(1, h, w, c),
+            output: Nhwc::new(1, h - kh + 1, w - kw + 1, c),
+            kh,
+            kw,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            pad_top: 0,
+            pad_left: 0,
+            groups: c,
+        };
+        let input = activations(&mut r, g.input.len());
+        let wts = weights(&mut r, kh * kw * c);
+        let bias: Vec<i32> = (0..c).map(|_| r.range(-1000, 1000) as i32).collect();
+        let qu = quant(&mut r, c, bits_for(kh * kw));
+        let args = DepthwiseArgs { geom: g, input: &input, input_zp: 5, weights: &wts, bias: &bias, q: qu.q() };
+        let mut want = vec![SENTINEL; g.output.len()];
+        (SCALAR.depthwise2d)(&args, &mut want);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; g.output.len()];
+            (kern.depthwise2d)(&args, &mut got);
+            check_equal("depthwise2d", var.name, &format!("{kh}x{kw}"), &want, &got);
+        }
+    }
+}
