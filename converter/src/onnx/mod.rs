@@ -1,0 +1,156 @@
+//! ONNX import (our own protobuf reader).
+//!
+//! [`load_onnx`] / [`import_bytes`] decode an ONNX `ModelProto` with a hand-written, fully
+//! bounds-checked protobuf reader (no protobuf crate), fix every dynamic dimension, fold shape
+//! arithmetic (Shape, Gather, Cast, Range, ConstantOfShape, …) and build an [`ir::Graph`].
+//!
+//! Supported: opsets 11–21 of the default domain (older opsets' attribute forms of Clip, Pad,
+//! Slice, Squeeze/Unsqueeze, ReduceMean and Softmax are read too); ops Conv, ConvTranspose, Gemm,
+//! MatMul (constant second input), Add, Sub, Mul, Div, Relu, Clip, LeakyRelu, HardSwish,
+//! HardSigmoid, Sigmoid, Tanh, BatchNormalization, MaxPool, AveragePool, GlobalAveragePool,
+//! GlobalMaxPool (only when it is a no-op), ReduceMean, Flatten, Reshape, Squeeze, Unsqueeze,
+//! Transpose, Concat, Split, Slice, Pad (constant), Resize/Upsample, Softmax, Dropout, Identity,
+//! Constant, and constant-only shape arithmetic (Shape, Size, Gather, Cast, Range, ConstantOfShape,
+//! Expand, Equal, Less, Greater, Not, Where, Neg, …).
+
+mod constant;
+mod import;
+mod proto;
+mod tensor;
+mod wire;
+
+use std::fmt;
+use std::path::Path;
+
+use crate::ir;
+
+/// Largest number of elements any tensor may have (guards allocations against hostile files).
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
+
+/// Why an ONNX model could not be imported. Every variant names the file and the place of the
+/// problem (byte offset, node, tensor or attribute).
+#[derive(Clone, Debug, PartialEq)]
+pub enum OnnxError {
+    /// The model (or an external data file) could not be read.
+    Io {
+        /// File that failed.
+        file: String,
+        /// OS error text.
+        message: String,
+    },
+    /// The bytes are not a well-formed ONNX protobuf.
+    Decode {
+        /// File being decoded.
+        file: String,
+        /// Absolute byte offset of the fault.
+        offset: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// An operator temper does not implement.
+    UnsupportedOp {
+        /// File being imported.
+        file: String,
+        /// ONNX op type.
+        op_type: String,
+        /// Operator domain ("" is the default ONNX domain).
+        domain: String,
+        /// Node name.
+        node: String,
+        /// Opset version of the node's domain.
+        opset: i64,
+    },
+    /// A supported operator used with an attribute (or attribute-like input) temper does not
+    /// implement (boxed to keep the error small).
+    UnsupportedAttribute(Box<AttributeFault>),
+    /// A well-formed protobuf describing an invalid or inconsistent model.
+    Invalid {
+        /// File being imported.
+        file: String,
+        /// Where: node, tensor or message description.
+        context: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A dimension is still unknown after applying the user's input shape.
+    DynamicShape {
+        /// File being imported.
+        file: String,
+        /// Graph input concerned.
+        tensor: String,
+        /// Details, including the declared shape.
+        message: String,
+    },
+}
+
+/// Details of [`OnnxError::UnsupportedAttribute`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttributeFault {
+    /// File being imported.
+    pub file: String,
+    /// ONNX op type.
+    pub op_type: String,
+    /// Node name.
+    pub node: String,
+    /// Opset version.
+    pub opset: i64,
+    /// The attribute (or input) at fault.
+    pub attribute: String,
+    /// Why it is unsupported.
+    pub detail: String,
+}
+
+impl fmt::Display for OnnxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OnnxError::Io { file, message } => write!(f, "{file}: cannot read: {message}"),
+            OnnxError::Decode { file, offset, message } => {
+                write!(f, "{file}: malformed ONNX protobuf at byte offset {offset}: {message}")
+            }
+            OnnxError::UnsupportedOp { file, op_type, domain, node, opset } => {
+                let d = if domain.is_empty() { "ai.onnx".to_string() } else { domain.clone() };
+                write!(f, "{file}: unsupported operator {op_type} (domain {d}, opset {opset}) in node '{node}'")
+            }
+            OnnxError::UnsupportedAttribute(a) => write!(
+                f,
+                "{}: node '{}' ({}, opset {}): unsupported attribute '{}': {}",
+                a.file, a.node, a.op_type, a.opset, a.attribute, a.detail
+            ),
+            OnnxError::Invalid { file, context, message } => write!(f, "{file}: {context}: {message}"),
+            OnnxError::DynamicShape { file, tensor, message } => write!(
+                f,
+                "{file}: input '{tensor}': {message}; pass the full input shape with --input-shape (e.g. --input-shape 1,3,224,224)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OnnxError {}
+
+/// Load an ONNX model file and import it into an [`ir::Graph`].
+///
+/// External tensor data is read from files inside the model's directory only. `input_shape`
+/// fixes the shape of the (first) graph input; without it only a dynamic batch dimension is
+/// accepted (and set to 1).
+pub fn load_onnx(path: &Path, input_shape: Option<&[usize]>) -> Result<ir::Graph, OnnxError> {
+    let label = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| OnnxError::Io { file: label.clone(), message: e.to_string() })?;
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    import_bytes(&bytes, Some(&base), input_shape, &label)
+}
+
+/// Import an ONNX model from bytes. `base_dir` is the directory external data is resolved
+/// against (`None` forbids external data); `file_label` names the model in error messages.
+pub fn import_bytes(
+    bytes: &[u8],
+    base_dir: Option<&Path>,
+    input_shape: Option<&[usize]>,
+    file_label: &str,
+) -> Result<ir::Graph, OnnxError> {
+    let model =
+        proto::decode_model(bytes).map_err(|e| OnnxError::Decode { file: file_label.to_string(), offset: e.offset, message: e.message })?;
+    import::import_model(&model, base_dir, input_shape, file_label)
+}

@@ -1,0 +1,226 @@
+//! The `quantize` flow: import, FP32 evaluation, calibration, observer choice, INT8 evaluation
+//! through the runtime, per-layer error, the accuracy gate, and atomic emission.
+
+use crate::eval::{fp32_accuracy, int8_run, nchw_to_nhwc};
+use crate::fp32;
+use crate::ir::Graph;
+use crate::quant::{lower, Calibration, LowerOptions, Observer, PixelNorm};
+use crate::report::{LayerError, Report};
+use std::path::Path;
+use temper_data::{Dataset, Normalize};
+
+/// Settings of one quantization run.
+#[derive(Clone, Debug)]
+pub struct PtqConfig {
+    /// Observers to try; the best on the validation set is kept.
+    pub observers: Vec<Observer>,
+    /// Calibration images used.
+    pub calib_size: usize,
+    /// Bias correction on/off.
+    pub bias_correction: bool,
+    /// Input normalization (also folded into the file for raw u8 input).
+    pub norm: Normalize,
+    /// Maximum allowed top-1 drop in percentage points (INT8 vs FP32 on validation).
+    pub max_drop: Option<f64>,
+    /// Minimum INT8 top-1 accuracy in percent.
+    pub min_accuracy: Option<f64>,
+    /// Threads for evaluation.
+    pub threads: usize,
+    /// Images used for the per-layer error analysis.
+    pub layer_samples: usize,
+    /// Validation images used for the sensitivity ranking (0 = off).
+    pub sensitivity_samples: usize,
+    /// Metadata to store in the file.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// The outcome: the chosen file bytes (when the gate passes) and the report.
+pub struct PtqOutcome {
+    /// `.tmf` bytes of the chosen observer.
+    pub bytes: Vec<u8>,
+    /// The report (also when the gate fails).
+    pub report: Report,
+    /// Whether the gate passed.
+    pub passed: bool,
+}
+
+fn progress(label: &str, done: usize, total: usize) {
+    use std::io::Write;
+    let width = 30;
+    let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+    eprint!("\r{label:<28} [{}{}] {done}/{total}", "#".repeat(filled), ".".repeat(width - filled));
+    if done >= total {
+        eprintln!();
+    }
+    let _ = std::io::stderr().flush();
+}
+
+/// Run post-training quantization of `g` (already optimized).
+pub fn quantize(g: &Graph, calib: &Dataset, val: &Dataset, cfg: &PtqConfig) -> Result<PtqOutcome, String> {
+    let t0 = std::time::Instant::now();
+    progress("FP32 evaluation", 0, val.len());
+    let fp = fp32_accuracy(g, val, &cfg.norm).map_err(|e| e.to_string())?;
+    progress("FP32 evaluation", val.len(), val.len());
+    let calib = calib.take(cfg.calib_size.min(calib.len())).map_err(|e| e.to_string())?;
+    let batches: Vec<fp32::Tensor> = calib
+        .batches(64, &cfg.norm)
+        .map(|b| fp32::Tensor::new(b.shape.to_vec(), b.pixels))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    progress("calibration", 0, calib.len());
+    let cal = Calibration::collect(g, &batches).map_err(|e| e.to_string())?;
+    progress("calibration", calib.len(), calib.len());
+    let pixel_norm = Some(PixelNorm { pixel_scale: cfg.norm.scale, mean: cfg.norm.mean.clone(), std: cfg.norm.std.clone() });
+    let mut tried = Vec::new();
+    let mut best: Option<(f64, Observer, Vec<u8>)> = None;
+    for &obs in &cfg.observers {
+        let mut meta = cfg.metadata.clone();
+        meta.push(("calibration.observer".into(), obs.to_string()));
+        meta.push(("calibration.samples".into(), cal.samples.to_string()));
+        meta.push(("calibration.bias_correction".into(), cfg.bias_correction.to_string()));
+        meta.push(("accuracy.fp32".into(), format!("{:.2}", fp.top1)));
+        let opts = LowerOptions {
+            observer: obs,
+            bias_correction: cfg.bias_correction,
+            pixel_norm: pixel_norm.clone(),
+            metadata: meta,
+            expose_all: false,
+        };
+        let lowered = lower(g, &cal, &opts).map_err(|e| e.to_string())?;
+        progress(&format!("INT8 eval ({obs})"), 0, val.len());
+        let (acc, _) = int8_run(&lowered.bytes, val, &cfg.norm, cfg.threads).map_err(|e| e.to_string())?;
+        progress(&format!("INT8 eval ({obs})"), val.len(), val.len());
+        tried.push((obs.to_string(), acc.top1));
+        if best.as_ref().is_none_or(|b| acc.top1 > b.0) {
+            best = Some((acc.top1, obs, lowered.bytes));
+        }
+    }
+    let (int8_acc, obs, _) = best.ok_or("no observer given")?;
+    // Final file: the chosen observer, with the measured INT8 accuracy in its metadata.
+    let mut meta = cfg.metadata.clone();
+    meta.push(("calibration.observer".into(), obs.to_string()));
+    meta.push(("calibration.samples".into(), cal.samples.to_string()));
+    meta.push(("calibration.bias_correction".into(), cfg.bias_correction.to_string()));
+    meta.push(("accuracy.fp32".into(), format!("{:.2}", fp.top1)));
+    meta.push(("accuracy.int8".into(), format!("{int8_acc:.2}")));
+    let layers = layer_errors(g, &cal, obs, cfg, &calib)?;
+    let sensitivity = if cfg.sensitivity_samples > 0 {
+        progress("sensitivity ranking", 0, 1);
+        let s = crate::quant::sensitivity::rank(g, &cal, obs, val, &cfg.norm, cfg.sensitivity_samples)?;
+        progress("sensitivity ranking", 1, 1);
+        s
+    } else {
+        Vec::new()
+    };
+    for l in &layers {
+        meta.push((format!("layer_sqnr.{}", l.name), format!("{:.2}", l.sqnr_db)));
+    }
+    let opts = LowerOptions { observer: obs, bias_correction: cfg.bias_correction, pixel_norm, metadata: meta, expose_all: false };
+    let bytes = lower(g, &cal, &opts).map_err(|e| e.to_string())?.bytes;
+    // The file that ships is the one measured: re-evaluate it.
+    let (acc, _) = int8_run(&bytes, val, &cfg.norm, cfg.threads).map_err(|e| e.to_string())?;
+    let drop = fp.top1 - acc.top1;
+    let agree = fp.predictions.iter().zip(&acc.predictions).filter(|(a, b)| a == b).count() as f64 * 100.0 / val.len().max(1) as f64;
+    let mut failures = Vec::new();
+    if let Some(m) = cfg.max_drop {
+        if drop > m {
+            failures.push(format!("INT8 top-1 {:.2}% is {drop:.2} points below FP32 {:.2}% (allowed {m})", acc.top1, fp.top1));
+        }
+    }
+    if let Some(m) = cfg.min_accuracy {
+        if acc.top1 < m {
+            failures.push(format!("INT8 top-1 {:.2}% below the required {m}%", acc.top1));
+        }
+    }
+    let report = Report {
+        model: g.name.clone(),
+        fp32_accuracy: fp.top1,
+        int8_accuracy: acc.top1,
+        agreement: agree,
+        observer: obs.to_string(),
+        observers_tried: tried,
+        calib_samples: cal.samples,
+        val_samples: val.len(),
+        size_bytes: bytes.len(),
+        layers,
+        sensitivity,
+        gate_failures: failures.clone(),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    Ok(PtqOutcome { bytes, report, passed: failures.is_empty() })
+}
+
+/// Per-layer SQNR of the runtime's INT8 activations against FP32 on calibration images.
+fn layer_errors(g: &Graph, cal: &Calibration, obs: Observer, cfg: &PtqConfig, calib: &Dataset) -> Result<Vec<LayerError>, String> {
+    let opts = LowerOptions { observer: obs, bias_correction: cfg.bias_correction, pixel_norm: None, metadata: vec![], expose_all: true };
+    let lowered = lower(g, &cal.clone(), &opts).map_err(|e| e.to_string())?;
+    let buf = temper_runtime::writer::AlignedBuf::from_bytes(&lowered.bytes);
+    let model = temper_runtime::Model::from_bytes(buf.as_bytes()).map_err(|e| e.to_string())?;
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut sess = temper_runtime::Session::new(&model, &mut arena).map_err(|e| e.to_string())?;
+    let n_real = g.outputs.len();
+    let k = cfg.layer_samples.min(calib.len()).max(1);
+    let mut sig = vec![0f64; lowered.exposed.len()];
+    let mut noise = vec![0f64; lowered.exposed.len()];
+    let il = calib.image_len();
+    let [_, c, h, w] = calib.shape;
+    let mut img = vec![0f32; il];
+    let mut nhwc = vec![0f32; il];
+    for i in 0..k {
+        calib.image_f32_into(i, &cfg.norm, &mut img);
+        let mut refs: Vec<Option<fp32::Tensor>> = vec![None; g.tensors.len()];
+        fp32::run_observed(g, &[fp32::Tensor::new(vec![1, c, h, w], img.clone()).map_err(|e| e.to_string())?], &mut |id, t| {
+            refs[id] = Some(t.clone())
+        })
+        .map_err(|e| e.to_string())?;
+        nchw_to_nhwc(&img, &mut nhwc, c, h, w);
+        sess.set_input_f32(0, &nhwc).map_err(|e| e.to_string())?;
+        sess.run().map_err(|e| e.to_string())?;
+        for (j, &(t, perm)) in lowered.exposed.iter().enumerate() {
+            let Some(r) = &refs[t] else { continue };
+            let mut q = vec![0f32; r.data.len()];
+            sess.output_f32(n_real + j, &mut q).map_err(|e| e.to_string())?;
+            let reference: Vec<f32> = match perm {
+                Some((cc, hh, ww)) => {
+                    let mut v = vec![0f32; r.data.len()];
+                    nchw_to_nhwc(&r.data, &mut v, cc, hh, ww);
+                    v
+                }
+                None => r.data.clone(),
+            };
+            for (a, b) in reference.iter().zip(&q) {
+                sig[j] += (*a as f64).powi(2);
+                noise[j] += (*a as f64 - *b as f64).powi(2);
+            }
+        }
+    }
+    Ok(lowered
+        .exposed
+        .iter()
+        .enumerate()
+        .map(|(j, &(t, _))| {
+            let node = g.producer(t).map(|p| g.nodes[p].name.clone()).unwrap_or_default();
+            let op = g.producer(t).map(|p| g.nodes[p].op.name().to_string()).unwrap_or_default();
+            LayerError { name: node, op, sqnr_db: 10.0 * (sig[j] / noise[j].max(1e-30)).log10() }
+        })
+        .collect())
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+/// An existing file at `path` is replaced only when everything succeeded.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
