@@ -1,0 +1,164 @@
+//! `temper-run bench`: load time, latency distribution, throughput and peak memory.
+
+use crate::args::{self, Opt};
+use crate::common::{self, json_fixed, json_str, Arena, XorShift};
+use crate::{CliError, CliResult};
+use std::time::Instant;
+use temper_kernels::Features;
+use temper_runtime::Session;
+
+const HELP: &str = "\
+temper-run bench: measure a model
+
+Usage: temper-run bench MODEL.tmf [OPTIONS]
+
+Options:
+  --runs N          timed runs (default 100)
+  --warmup W        untimed warm-up runs first (default 10)
+  --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm);
+                    default: the best for this CPU, capped by TEMPER_KERNELS
+  --json            print the result as JSON
+  -h, --help        this help
+
+Reports the model load time (map + full validation including checksums), the latency of
+Session::run over N runs on a deterministic pseudo-random int8 input (median, p90, min, mean,
+max, in µs), the throughput (inferences/s and items/s for the input's batch size), the peak
+resident memory of the process (VmHWM from /proc/self/status) and the kernel path.
+";
+
+/// Latency statistics in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    /// Median.
+    pub median: f64,
+    /// 90th percentile (nearest rank).
+    pub p90: f64,
+    /// Fastest.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Slowest.
+    pub max: f64,
+}
+
+/// Statistics of samples (`None` when empty).
+pub fn stats(samples: &[f64]) -> Option<Stats> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut v = samples.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    let rank = (0.9 * n as f64).ceil() as usize;
+    let p90 = v[rank.clamp(1, n) - 1];
+    Some(Stats { median, p90, min: v[0], mean: v.iter().sum::<f64>() / n as f64, max: v[n - 1] })
+}
+
+/// Peak resident set size of this process in KiB (`VmHWM`), where `/proc` exists.
+pub fn peak_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vmhwm(&s)
+}
+
+fn parse_vmhwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line["VmHWM:".len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// Entry point of `bench`.
+pub fn main(argv: &[String]) -> CliResult {
+    const OPTS: &[Opt] = &[Opt::value("runs"), Opt::value("warmup"), Opt::value("kernels"), Opt::flag("json")];
+    let p = args::parse("bench", argv, OPTS)?;
+    if p.help {
+        print!("{HELP}");
+        return Ok(());
+    }
+    let path = p.model_path()?;
+    let runs: usize = p.number("runs", 100, 1)?;
+    let warmup: usize = p.number("warmup", 10, 0)?;
+    let json = p.flag("json");
+    let kernels = common::select_kernels("bench", p.get("kernels"))?;
+
+    let t0 = Instant::now();
+    let file = common::open_model(path)?;
+    let model = common::view(&file, path)?;
+    let load_us = t0.elapsed().as_secs_f64() * 1e6;
+
+    let mut arena = Arena::new(model.arena_size());
+    let mut s = Session::with_kernels(&model, arena.bytes(), kernels).map_err(|e| CliError::failed(format!("{path}: {e}")))?;
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    for (i, &id) in model.graph_inputs().iter().enumerate() {
+        let data: Vec<i8> = (0..model.tensor(id).numel()).map(|_| (rng.next_u64() >> 56) as u8 as i8).collect();
+        s.set_input_i8(i, &data).map_err(|e| CliError::failed(format!("{path}: {e}")))?;
+    }
+    let fail = |e: temper_runtime::RunError| CliError::failed(format!("{path}: {e}"));
+    for _ in 0..warmup {
+        s.run().map_err(fail)?;
+    }
+    let mut lat = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        s.run().map_err(fail)?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let st = stats(&lat).ok_or_else(|| CliError::failed("no runs"))?;
+    let batch = model.graph_inputs().first().and_then(|&id| model.tensor(id).dims.first().copied()).unwrap_or(1).max(1) as f64;
+    let per_s = if st.mean > 0.0 { 1e6 / st.mean } else { f64::INFINITY };
+    let rss = peak_rss_kib();
+    let name = if model.name().is_empty() { "(unnamed)" } else { model.name() };
+    if json {
+        println!(
+            "{{\"model\":{},\"name\":{},\"file_bytes\":{},\"arena_bytes\":{},\"load_us\":{},\"warmup\":{warmup},\"runs\":{runs},\"latency_us\":{{\"median\":{},\"p90\":{},\"min\":{},\"mean\":{},\"max\":{}}},\"inferences_per_s\":{},\"items_per_s\":{},\"peak_rss_kib\":{},\"kernels\":{},\"features\":{}}}",
+            json_str(path),
+            json_str(model.name()),
+            model.bytes().len(),
+            model.arena_size(),
+            json_fixed(load_us, 3),
+            json_fixed(st.median, 3),
+            json_fixed(st.p90, 3),
+            json_fixed(st.min, 3),
+            json_fixed(st.mean, 3),
+            json_fixed(st.max, 3),
+            json_fixed(per_s, 3),
+            json_fixed(per_s * batch, 3),
+            rss.map_or("null".to_string(), |v| v.to_string()),
+            json_str(kernels.level.name()),
+            json_str(&Features::cpu().to_string())
+        );
+        return Ok(());
+    }
+    println!("model       {name} ({path}, {} bytes, arena {} bytes)", model.bytes().len(), model.arena_size());
+    println!("kernels     {} (CPU features: {})", kernels.level, Features::cpu());
+    println!("load        {load_us:.1} µs (map + validate + checksums)");
+    println!("runs        {runs} timed after {warmup} warm-up");
+    println!("latency     median {:.1} µs, p90 {:.1} µs (min {:.1}, mean {:.1}, max {:.1})", st.median, st.p90, st.min, st.mean, st.max);
+    println!("throughput  {per_s:.1} inferences/s ({:.1} items/s at batch {batch})", per_s * batch);
+    match rss {
+        Some(k) => println!("peak RSS    {k} KiB"),
+        None => println!("peak RSS    n/a (no /proc/self/status)"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_nearest_rank() {
+        let s = stats(&[5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]).unwrap();
+        assert_eq!(s.median, 5.5);
+        assert_eq!(s.p90, 9.0);
+        assert_eq!(s.min, 1.0);
+        assert_eq!(s.max, 10.0);
+        assert_eq!(stats(&[3.0]).unwrap().p90, 3.0);
+        assert!(stats(&[]).is_none());
+    }
+
+    #[test]
+    fn parses_vmhwm() {
+        assert_eq!(parse_vmhwm("Name:\tx\nVmHWM:\t    1234 kB\nVmRSS: 1 kB\n"), Some(1234));
+        assert_eq!(parse_vmhwm("Name: x\n"), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! `temper-run`: inspect, run, evaluate and benchmark `.tmf` INT8 models on the device.
+//!
+//! ```text
+//! temper-run info  MODEL.tmf
+//! temper-run run   MODEL.tmf --input x.npy [--input x2.npy …] [--output y.npy …] [--raw]
+//!                  [--output-i8] [--layout auto|nchw|nhwc] [--kernels LEVEL]
+//! temper-run eval  MODEL.tmf (--images PATH --labels PATH | --data SPEC) [--limit N]
+//!                  [--threads T] [--layout auto|nchw|nhwc] [--kernels LEVEL] [--json]
+//! temper-run bench MODEL.tmf [--runs N] [--warmup W] [--kernels LEVEL] [--json]
+//! ```
+//!
+//! Every command takes `--help`. Exit status: 0 on success, 1 when the work fails (missing or
+//! invalid file, input that does not fit the model, …), 2 for bad command-line arguments. Errors
+//! are one line on stderr naming the file and the problem; the program never panics on bad
+//! input. `-v`/`--verbose` (before the command) or `TEMPER_LOG=info|debug|trace` print the
+//! runtime's log messages on stderr.
+//!
+//! Built only on `temper-runtime`, `temper-kernels`, `temper-data` and `log`; arguments are
+//! parsed by hand ([`args`]).
+
+mod args;
+mod bench;
+mod common;
+mod eval;
+mod info;
+mod run;
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Exit status for a failed command (bad file, bad input, …).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status for bad command-line arguments.
+pub const EXIT_USAGE: u8 = 2;
+
+/// An error that ends the program with a message and a non-zero exit status.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad command-line arguments; the command name points the user to its `--help`.
+    Usage {
+        /// The command the arguments were for (empty for the top level).
+        command: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The command failed (file missing, invalid model, input does not fit, …).
+    Failed(String),
+}
+
+impl CliError {
+    /// A usage error of `command`.
+    pub fn usage(command: &'static str, message: impl Into<String>) -> CliError {
+        CliError::Usage { command, message: message.into() }
+    }
+
+    /// A failure.
+    pub fn failed(message: impl Into<String>) -> CliError {
+        CliError::Failed(message.into())
+    }
+
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage { .. } => EXIT_USAGE,
+            CliError::Failed(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage { command, message } => {
+                let sep = if command.is_empty() { "" } else { " " };
+                write!(f, "{message}\n(see 'temper-run{sep}{command} --help')")
+            }
+            CliError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Result of a command.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+const TOP_HELP: &str = "\
+temper-run: inspect, run, evaluate and benchmark temper .tmf INT8 models
+
+Usage: temper-run [-v] <COMMAND> MODEL.tmf [OPTIONS]
+
+Commands:
+  info   show the model: metadata, ops, tensors, inputs/outputs, memory plan, CPU kernel path
+  run    run the model on NPY input(s) and write the dequantized output(s)
+  eval   top-1 accuracy on a labeled dataset (IDX, gzip'd IDX, NPY, or a dataset spec)
+  bench  load time, latency (median/p90), throughput and peak memory
+  help   show the help of a command
+
+Global options:
+  -v, --verbose   print runtime log messages (also TEMPER_LOG=info|debug|trace)
+  -h, --help      this help (or 'temper-run <COMMAND> --help')
+  -V, --version   print the version
+
+Environment:
+  TEMPER_KERNELS=<level>  cap the kernel path (scalar, avx2, avxvnni, avx512vnni, neon,
+                          dotprod, i8mm); --kernels overrides it
+  TEMPER_FMNIST_DIR       where 'fashion-mnist:*' dataset specs are read from
+
+Exit status: 0 success, 1 failure (missing/invalid file, input does not fit), 2 bad arguments.
+";
+
+/// A minimal stderr logger for the `log` facade.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("[{} {}] {}", record.level(), record.target(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLogger = StderrLogger;
+
+fn init_logging(verbose: bool) {
+    let from_env = std::env::var("TEMPER_LOG").ok().and_then(|v| match v.trim().to_ascii_lowercase().as_str() {
+        "error" => Some(log::LevelFilter::Error),
+        "warn" => Some(log::LevelFilter::Warn),
+        "info" => Some(log::LevelFilter::Info),
+        "debug" => Some(log::LevelFilter::Debug),
+        "trace" => Some(log::LevelFilter::Trace),
+        "off" => Some(log::LevelFilter::Off),
+        _ => None,
+    });
+    let level = if verbose {
+        log::LevelFilter::Info.max(from_env.unwrap_or(log::LevelFilter::Off))
+    } else {
+        from_env.unwrap_or(log::LevelFilter::Off)
+    };
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+fn dispatch(argv: &[String]) -> CliResult {
+    let mut rest = argv;
+    let mut verbose = false;
+    while let Some("-v" | "--verbose") = rest.first().map(String::as_str) {
+        verbose = true;
+        rest = &rest[1..];
+    }
+    init_logging(verbose);
+    let Some(cmd) = rest.first() else {
+        print!("{TOP_HELP}");
+        return Err(CliError::usage("", "no command given"));
+    };
+    let tail = &rest[1..];
+    match cmd.as_str() {
+        "info" => info::main(tail),
+        "run" => run::main(tail),
+        "eval" => eval::main(tail),
+        "bench" => bench::main(tail),
+        "-h" | "--help" => {
+            print!("{TOP_HELP}");
+            Ok(())
+        }
+        "help" => match tail.first().map(String::as_str) {
+            None => {
+                print!("{TOP_HELP}");
+                Ok(())
+            }
+            Some("info") => info::main(&["--help".to_string()]),
+            Some("run") => run::main(&["--help".to_string()]),
+            Some("eval") => eval::main(&["--help".to_string()]),
+            Some("bench") => bench::main(&["--help".to_string()]),
+            Some(other) => Err(CliError::usage("", format!("unknown command '{other}' (info, run, eval, bench)"))),
+        },
+        "-V" | "--version" => {
+            println!("temper-run {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        other if other.starts_with('-') => Err(CliError::usage("", format!("unknown option '{other}' before the command"))),
+        other => Err(CliError::usage("", format!("unknown command '{other}' (info, run, eval, bench)"))),
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect::<Result<Vec<_>, _>>() {
+        Ok(v) => v,
+        Err(bad) => {
+            eprintln!("temper-run: error: argument is not valid UTF-8: {}", bad.to_string_lossy());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match dispatch(&argv) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("temper-run: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

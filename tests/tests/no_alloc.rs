@@ -1,0 +1,57 @@
+//! `Session::run` performs no heap allocation: checked with a counting global allocator.
+//! (Its own test binary, with a single test, so no other thread allocates meanwhile.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use temper_runtime::writer::AlignedBuf;
+use temper_runtime::{Model, Session};
+use temper_tests::TinyCnn;
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn run_does_not_allocate() {
+    let bytes = TinyCnn::new(11).build();
+    let buf = AlignedBuf::from_bytes(&bytes);
+    let model = Model::from_bytes(buf.as_bytes()).unwrap();
+    let mut arena = vec![0u8; model.arena_size()];
+    let input = vec![0.25f32; 128];
+    let mut out = [0f32; 3];
+    let mut s = Session::new(&model, &mut arena).unwrap();
+    s.set_input_f32(0, &input).unwrap();
+    s.run().unwrap(); // warm: any lazy one-time initialisation happens here
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        s.set_input_f32(0, &input).unwrap();
+        s.run().unwrap();
+        s.output_f32(0, &mut out).unwrap();
+    }
+    let after = ALLOCS.load(Ordering::SeqCst);
+    assert_eq!(after - before, 0, "set_input/run/output allocated {} times", after - before);
+    // The counter works: an allocation is seen.
+    let v = vec![1u8; 10];
+    assert!(ALLOCS.load(Ordering::SeqCst) > after);
+    drop(v);
+}
