@@ -31,6 +31,7 @@ mod kernels;
 pub mod loss;
 pub mod net;
 pub mod optim;
+pub mod qat;
 pub mod trainer;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ pub use distill::{evaluate, AlphaSchedule, Distiller, KdConfig, MimicSpec, Teach
 pub use gemm::simd_path;
 pub use net::{prepare_for_training, Mode, Net, Param, ParamKind, Tape};
 pub use optim::{Optimizer, OptimizerKind, Schedule, ScheduleKind};
+pub use qat::{qat, QatConfig, QatOutcome};
 pub use trainer::{benchmark, train, EpochReport, TrainConfig, TrainReport};
 
 /// A training failure.
