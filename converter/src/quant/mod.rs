@@ -60,6 +60,24 @@ impl Calibration {
     }
 }
 
+impl Calibration {
+    /// Fixed activation ranges instead of measured statistics (e.g. the ranges learned by
+    /// quantization-aware training): tensor `t` is quantized with exactly `ranges[t] = (lo, hi)`
+    /// (through [`qparams_for_range`]) whatever the [`Observer`]; `None` entries and tensors
+    /// past the end have no statistics. There are no channel means, so bias correction does
+    /// nothing.
+    pub fn from_ranges(ranges: &[Option<(f32, f32)>]) -> Calibration {
+        let stats = ranges
+            .iter()
+            .map(|r| match *r {
+                Some((lo, hi)) => Stats { min: lo, max: hi, ema_min: lo, ema_max: hi, batches: 1, hist: Vec::new() },
+                None => Stats::default(),
+            })
+            .collect();
+        Calibration { stats, channel_means: Vec::new(), samples: 0 }
+    }
+}
+
 /// Add per-channel (axis 1) sums of an NCHW or NK tensor.
 fn accumulate_mean(sum: &mut Vec<f64>, count: &mut usize, shape: &[usize], data: &[f32]) {
     if shape.len() < 2 {

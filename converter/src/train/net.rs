@@ -249,6 +249,18 @@ impl Net {
 
     /// Run the network on `inputs` (one per graph input; any batch size).
     pub fn forward(&self, inputs: &[Tensor], mode: Mode) -> Result<Tape, TrainError> {
+        self.forward_with(inputs, mode, &mut |_, _| Ok(()))
+    }
+
+    /// Like [`Net::forward`], calling `hook` on every node output right after it is computed;
+    /// the hook may change the values in place (fake quantization in QAT), and the tape and
+    /// later nodes see the changed values.
+    pub fn forward_with(
+        &self,
+        inputs: &[Tensor],
+        mode: Mode,
+        hook: &mut dyn FnMut(TensorId, &mut Tensor) -> Result<(), TrainError>,
+    ) -> Result<Tape, TrainError> {
         let g = &self.graph;
         if inputs.len() != g.inputs.len() {
             return Err(TrainError::Graph(format!("graph has {} inputs, {} given", g.inputs.len(), inputs.len())));
@@ -265,7 +277,8 @@ impl Net {
         let mut aux = Vec::with_capacity(g.nodes.len());
         for node in &g.nodes {
             let out = node.outputs[0];
-            let (t, a) = self.exec(node, &values, shapes[out].clone(), mode)?;
+            let (mut t, a) = self.exec(node, &values, shapes[out].clone(), mode)?;
+            hook(out, &mut t)?;
             values[out] = Some(t);
             aux.push(a);
         }
@@ -387,6 +400,19 @@ impl Net {
         seeds: Vec<(TensorId, Vec<f32>)>,
         wanted: &[TensorId],
     ) -> Result<Vec<Option<Vec<f32>>>, TrainError> {
+        self.backward_with(tape, seeds, wanted, &mut |_, _| {})
+    }
+
+    /// Like [`Net::backward`], calling `hook` on the gradient of every node output before it
+    /// is propagated into the node (the backward half of a [`Net::forward_with`] hook, e.g. the
+    /// straight-through estimator's clipping mask).
+    pub fn backward_with(
+        &mut self,
+        tape: &Tape,
+        seeds: Vec<(TensorId, Vec<f32>)>,
+        wanted: &[TensorId],
+        hook: &mut dyn FnMut(TensorId, &mut [f32]),
+    ) -> Result<Vec<Option<Vec<f32>>>, TrainError> {
         let need = self.needs_grad(wanted);
         let mut grads: Vec<Option<Vec<f32>>> = vec![None; self.graph.tensors.len()];
         for (t, g) in seeds {
@@ -394,10 +420,11 @@ impl Net {
         }
         for (i, node) in self.graph.nodes.iter().enumerate().rev() {
             let out = node.outputs[0];
-            let Some(dy) = grads[out].take() else { continue };
+            let Some(mut dy) = grads[out].take() else { continue };
             if !node.inputs.iter().any(|&t| need[t]) {
                 continue;
             }
+            hook(out, &mut dy);
             let ig = self.node_backward(node, &tape.aux[i], tape, &dy, &need)?;
             for (k, g) in ig {
                 let t = node.inputs[k];
