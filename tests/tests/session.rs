@@ -90,3 +90,44 @@ fn every_kernel_level_gives_identical_bytes_on_a_model() {
         }
     }
 }
+
+/// The emitted Fashion-MNIST student (a real converter output, checked in as a fuzz seed) on
+/// real test images: eight threads share one `Model`, each with its own session and arena,
+/// half of them walking the images backwards, and all give the bytes of a single session.
+#[test]
+fn student_on_eight_threads_agrees_with_one_session() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/model_from_bytes/student_kd.tmf");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let buf = AlignedBuf::from_bytes(&bytes);
+    let model = Model::from_bytes(buf.as_bytes()).unwrap();
+    let ds = temper_data::load_dataset("fashion-mnist:test:400").expect("Fashion-MNIST (scripts/setup.sh installs it)");
+    let images: Vec<&[u8]> = (0..ds.len()).map(|i| ds.image_u8(i).unwrap()).collect();
+    let run_all = |order: &mut dyn Iterator<Item = usize>| {
+        let mut arena = vec![0u8; model.arena_size()];
+        let mut s = Session::new(&model, &mut arena).unwrap();
+        let mut out = vec![Vec::new(); images.len()];
+        for i in order {
+            s.set_input_u8(0, images[i]).unwrap();
+            s.run().unwrap();
+            out[i] = s.output_i8(0).unwrap().to_vec();
+        }
+        out
+    };
+    let n = images.len();
+    let serial = run_all(&mut (0..n));
+    let argmax = |o: &[i8]| (0..o.len()).fold(0, |b, i| if o[i] > o[b] { i } else { b });
+    let correct = serial.iter().zip(&ds.labels).filter(|&(o, &l)| argmax(o) == l as usize).count();
+    assert!(correct * 100 > n * 85, "the student gets {correct}/{n} right");
+    let parallel: Vec<Vec<Vec<i8>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|t| {
+                let run_all = &run_all;
+                s.spawn(move || if t % 2 == 0 { run_all(&mut (0..n)) } else { run_all(&mut (0..n).rev()) })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (t, p) in parallel.iter().enumerate() {
+        assert!(p == &serial, "thread {t} differs from the single session");
+    }
+}

@@ -192,7 +192,7 @@ fn hostile_headers_never_panic() {
     let deep = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {}1{}}}", "(".repeat(5000), ")".repeat(5000));
     assert!(read_npy_bytes(&npy_raw(1, &deep, &[0; 4]), "deep").is_err());
     // Shape product overflow, and byte-size overflow.
-    let d = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({}, {}, {}), }}", u64::MAX, u64::MAX, 2);
+    let d = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({}, {}, {}), }}", usize::MAX, usize::MAX, 2);
     let e = read_npy_bytes(&npy_raw(1, &d, &[]), "ovf").unwrap_err();
     assert!(matches!(e.kind, ErrorKind::ShapeMismatch(_)), "{e}");
     let d = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}", usize::MAX / 4);

@@ -44,7 +44,7 @@ the lowest class). Prints the top-1 accuracy, the count, and the accuracy of eve
 
 /// How images are fed to the session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Feed {
+pub(crate) enum Feed {
     /// Raw u8 pixels through the model's pixel record.
     Pixels,
     /// u8 pixels scaled to `[0, 1]` f32.
@@ -54,7 +54,7 @@ enum Feed {
 }
 
 impl Feed {
-    fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Feed::Pixels => "u8 pixels through the model's pixel normalization",
             Feed::Unit => "u8 pixels scaled to f32 [0, 1] (the model has no pixel input record)",
@@ -72,17 +72,17 @@ impl Feed {
 
 /// How one dataset image (CHW) maps to the model input.
 #[derive(Clone, Copy, Debug)]
-struct ImageMap {
+pub(crate) struct ImageMap {
     /// `[C, H, W]` of the dataset.
-    chw: [usize; 3],
+    pub(crate) chw: [usize; 3],
     /// Transpose CHW → HWC (4-D model input with more than one channel).
-    to_hwc: bool,
+    pub(crate) to_hwc: bool,
     /// Images per model run (the input's leading dimension).
-    batch: usize,
+    pub(crate) batch: usize,
     /// Elements per image.
-    per_image: usize,
+    pub(crate) per_image: usize,
     /// Class scores per image in output 0.
-    classes: usize,
+    pub(crate) classes: usize,
 }
 
 fn is_npy(path: &Path) -> bool {
@@ -96,18 +96,19 @@ fn is_npy(path: &Path) -> bool {
     }
 }
 
-fn load(p: &args::Parsed) -> CliResult<Dataset> {
+/// The dataset of `--data SPEC` or `--images/--labels` (`command` names the caller in usage errors).
+pub(crate) fn load(command: &'static str, p: &args::Parsed) -> CliResult<Dataset> {
     let layout = match p.get("layout").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
         None | Some("auto") => Layout::Auto,
         Some("nchw") => Layout::Nchw,
         Some("nhwc") => Layout::Nhwc,
-        Some(other) => return Err(CliError::usage("eval", format!("--layout must be auto, nchw or nhwc, got '{other}'"))),
+        Some(other) => return Err(CliError::usage(command, format!("--layout must be auto, nchw or nhwc, got '{other}'"))),
     };
     let opts = LoadOptions { layout, ..LoadOptions::default() };
     let fail = |e: temper_data::DataError| CliError::failed(e.to_string());
     match (p.get("data"), p.get("images"), p.get("labels")) {
         (Some(spec), None, None) => dataset::load_dataset_with(spec, &opts).map_err(fail),
-        (Some(_), _, _) => Err(CliError::usage("eval", "give either --data SPEC or --images/--labels, not both")),
+        (Some(_), _, _) => Err(CliError::usage(command, "give either --data SPEC or --images/--labels, not both")),
         (None, Some(images), Some(labels)) => {
             let (i, l) = (Path::new(images), Path::new(labels));
             if is_npy(i) {
@@ -116,13 +117,14 @@ fn load(p: &args::Parsed) -> CliResult<Dataset> {
                 dataset::load_idx(i, l, &opts).map_err(fail)
             }
         }
-        (None, Some(_), None) => Err(CliError::usage("eval", "missing --labels PATH")),
-        (None, None, Some(_)) => Err(CliError::usage("eval", "missing --images PATH")),
-        (None, None, None) => Err(CliError::usage("eval", "missing --images PATH --labels PATH (or --data SPEC)")),
+        (None, Some(_), None) => Err(CliError::usage(command, "missing --labels PATH")),
+        (None, None, Some(_)) => Err(CliError::usage(command, "missing --images PATH")),
+        (None, None, None) => Err(CliError::usage(command, "missing --images PATH --labels PATH (or --data SPEC)")),
     }
 }
 
-fn image_map(model: &Model<'_>, ds: &Dataset) -> CliResult<ImageMap> {
+/// How the dataset's images map to the model's single input.
+pub(crate) fn image_map(model: &Model<'_>, ds: &Dataset) -> CliResult<ImageMap> {
     let ins = model.graph_inputs();
     if ins.len() != 1 {
         return Err(CliError::failed(format!("eval needs a model with one graph input; this one has {}", ins.len())));
@@ -169,7 +171,7 @@ fn image_map(model: &Model<'_>, ds: &Dataset) -> CliResult<ImageMap> {
 }
 
 /// Copy image `src` (CHW) into `dst` in the model's element order, converting each value.
-fn place<T: Copy, U>(src: &[T], map: &ImageMap, dst: &mut [U], f: impl Fn(T) -> U) {
+pub(crate) fn place<T: Copy, U>(src: &[T], map: &ImageMap, dst: &mut [U], f: impl Fn(T) -> U) {
     let [c, h, w] = map.chw;
     if map.to_hwc {
         for y in 0..h {
@@ -287,7 +289,7 @@ pub fn main(argv: &[String]) -> CliResult {
     let kernels = common::select_kernels("eval", p.get("kernels"))?;
     let file = common::open_model(path)?;
     let model = common::view(&file, path)?;
-    let mut ds = load(&p)?;
+    let mut ds = load("eval", &p)?;
     if let Some(n) = limit {
         ds = ds.take(n).map_err(|e| CliError::failed(e.to_string()))?;
     }

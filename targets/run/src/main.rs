@@ -7,6 +7,8 @@
 //! temper-run eval  MODEL.tmf (--images PATH --labels PATH | --data SPEC) [--limit N]
 //!                  [--threads T] [--layout auto|nchw|nhwc] [--kernels LEVEL] [--json]
 //! temper-run bench MODEL.tmf [--runs N] [--warmup W] [--kernels LEVEL] [--json]
+//! temper-run soak  MODEL.tmf (--data SPEC | --images PATH --labels PATH) [--count N]
+//!                  [--rss-every N] [--warmup N] [--rss-slack KIB] [--limit N] [--kernels LEVEL] [--json]
 //! ```
 //!
 //! Every command takes `--help`. Exit status: 0 on success, 1 when the work fails (missing or
@@ -24,6 +26,7 @@ mod common;
 mod eval;
 mod info;
 mod run;
+mod soak;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -92,6 +95,7 @@ Commands:
   run    run the model on NPY input(s) and write the dequantized output(s)
   eval   top-1 accuracy on a labeled dataset (IDX, gzip'd IDX, NPY, or a dataset spec)
   bench  load time, latency (median/p90), throughput and peak memory
+  soak   long run on a dataset: outputs identical to the first pass, no memory growth
   help   show the help of a command
 
 Global options:
@@ -162,6 +166,7 @@ fn dispatch(argv: &[String]) -> CliResult {
         "run" => run::main(tail),
         "eval" => eval::main(tail),
         "bench" => bench::main(tail),
+        "soak" => soak::main(tail),
         "-h" | "--help" => {
             print!("{TOP_HELP}");
             Ok(())
@@ -175,14 +180,15 @@ fn dispatch(argv: &[String]) -> CliResult {
             Some("run") => run::main(&["--help".to_string()]),
             Some("eval") => eval::main(&["--help".to_string()]),
             Some("bench") => bench::main(&["--help".to_string()]),
-            Some(other) => Err(CliError::usage("", format!("unknown command '{other}' (info, run, eval, bench)"))),
+            Some("soak") => soak::main(&["--help".to_string()]),
+            Some(other) => Err(CliError::usage("", format!("unknown command '{other}' (info, run, eval, bench, soak)"))),
         },
         "-V" | "--version" => {
             println!("temper-run {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         other if other.starts_with('-') => Err(CliError::usage("", format!("unknown option '{other}' before the command"))),
-        other => Err(CliError::usage("", format!("unknown command '{other}' (info, run, eval, bench)"))),
+        other => Err(CliError::usage("", format!("unknown command '{other}' (info, run, eval, bench, soak)"))),
     }
 }
 

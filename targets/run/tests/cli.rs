@@ -196,8 +196,20 @@ fn write_model(dir: &Path, name: &str, bytes: &[u8]) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// Runs the binary; with `TEMPER_RUN_RUNNER` set (e.g. `qemu-arm -L /usr/arm-linux-gnueabihf`
+/// when the tests themselves run under qemu-user for a cross target) through that runner.
 fn cli(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("TEMPER_LOG").output().expect("run temper-run")
+    let runner = std::env::var("TEMPER_RUN_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    cmd.args(args).env_remove("TEMPER_LOG").output().expect("run temper-run")
 }
 
 fn stdout(o: &Output) -> String {
@@ -243,7 +255,7 @@ fn random_u8(n: usize, seed: u64) -> Vec<u8> {
 
 #[test]
 fn help_for_every_command() {
-    for cmd in ["info", "run", "eval", "bench"] {
+    for cmd in ["info", "run", "eval", "bench", "soak"] {
         let out = ok(&[cmd, "--help"]);
         assert!(out.contains(&format!("Usage: temper-run {cmd}")), "{out}");
     }
@@ -556,4 +568,54 @@ fn bench_reports_latency_and_memory() {
     }
     fails(&["bench", &m, "--runs", "0"], 2);
     fails(&["bench", &m, "--kernels", "warp9"], 2);
+}
+
+#[test]
+fn soak_checks_outputs_and_memory() {
+    let dir = tmpdir("soak");
+    let net = Net::new(9);
+    let n = 30;
+    let images = random_u8(n * 2 * 8 * 8, 33);
+    let hwc = nchw_to_nhwc(&images, n, 2, 8, 8);
+    let bytes = net.build(true);
+    let m = write_model(&dir, "pix.tmf", &bytes);
+    let preds: Vec<usize> = (0..n).map(|i| argmax(&session_run(&bytes, Feed::U8(&hwc[i * 128..(i + 1) * 128])).0)).collect();
+    let labels: Vec<u8> = preds.iter().enumerate().map(|(i, &p)| if i % 5 == 0 { ((p + 1) % 3) as u8 } else { p as u8 }).collect();
+    let correct = (0..n).filter(|&i| preds[i] == labels[i] as usize).count();
+    let [ri, rl, _, _] = write_idx(&dir, &[n, 2, 8, 8], &images, &labels);
+    // 30 images, 10 passes: the first records, the next 9 must match it byte for byte.
+    let out = ok(&[
+        "soak",
+        &m,
+        "--images",
+        &ri,
+        "--labels",
+        &rl,
+        "--count",
+        "300",
+        "--rss-every",
+        "7",
+        "--warmup",
+        "30",
+        "--rss-slack",
+        "4096",
+        "--json",
+    ]);
+    assert_eq!(json_num(&out, "runs"), 300.0, "{out}");
+    assert_eq!(json_num(&out, "images"), n as f64, "{out}");
+    assert_eq!(json_num(&out, "mismatches"), 0.0, "{out}");
+    assert_eq!(json_num(&out, "first_pass_accuracy"), (correct as f64 / n as f64 * 1e4).round() / 1e4, "{out}");
+    // 42 multiples of 7 plus the baseline sample after run 60 and the last one after run 300.
+    assert_eq!(json_num(&out, "samples"), 44.0, "{out}");
+    assert!(json_num(&out, "min") > 0.0 && json_num(&out, "max") >= json_num(&out, "baseline"), "{out}");
+    let out = ok(&["soak", &m, "--images", &ri, "--labels", &rl, "--limit", "10", "--count", "50", "--warmup", "0", "--rss-slack", "4096"]);
+    for want in ["50 in", "every output identical to the first pass", "10 images", "RSS", "baseline"] {
+        assert!(out.contains(want), "soak text lacks {want}: {out}");
+    }
+    // Nothing to check after the first pass and the warm-up: a usage error, not a vacuous pass.
+    let e = fails(&["soak", &m, "--images", &ri, "--labels", &rl, "--count", "30", "--warmup", "0"], 2);
+    assert!(e.contains("nothing to check"), "{e}");
+    fails(&["soak", &m, "--count", "100"], 2);
+    let e = fails(&["soak", &m, "--data", "idx:nope,nada", "--count", "100"], 1);
+    assert!(e.contains("nope"), "{e}");
 }
