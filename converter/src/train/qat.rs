@@ -492,13 +492,7 @@ impl Trainer {
 
     /// One forward pass with fake quantization (`quantize` false: observation only).
     /// Returns the tape and the straight-through masks per tensor.
-    fn forward(
-        &mut self,
-        mut x: Tensor,
-        mode: Mode,
-        track: bool,
-        quantize: bool,
-    ) -> Result<(super::Tape, Masks), TrainError> {
+    fn forward(&mut self, mut x: Tensor, mode: Mode, track: bool, quantize: bool) -> Result<(super::Tape, Masks), TrainError> {
         let Trainer { net, points, ranges, seen, ema, .. } = self;
         let ema = *ema;
         let mut masks: Masks = vec![None; points.len()];
@@ -903,6 +897,93 @@ pub fn check_agreement(
     })
 }
 
+/// What [`check_weights`] compared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WeightCheck {
+    /// Conv/Dense layers compared.
+    pub layers: usize,
+    /// Weight values compared.
+    pub values: usize,
+    /// Values whose `int8 × scale` in the file differs (bitwise) from the fake-quant weight,
+    /// with the first few as `(layer, index in the IR weight tensor)`.
+    pub mismatches: usize,
+    /// The first mismatches.
+    pub first: Vec<(String, usize)>,
+}
+
+/// Compare, bit for bit, every Conv/Dense weight of the emitted file (`int8 × per-channel
+/// scale`, read back from the packed layout) with the fake-quant weight of `model` that QAT
+/// trained with.
+pub fn check_weights(model: &FakeQuantModel, bytes: &[u8]) -> Result<WeightCheck, TrainError> {
+    use temper_kernels::pack;
+    let buf = temper_runtime::writer::AlignedBuf::from_bytes(bytes);
+    let m = temper_runtime::Model::from_bytes(buf.as_bytes()).map_err(|e| TrainError::Graph(format!("emitted model: {e}")))?;
+    let g = &model.graph;
+    let mut rep = WeightCheck::default();
+    for op in m.ops() {
+        let Some(node) = g.nodes.iter().find(|n| n.name == op.name && matches!(n.op, Op::Conv { .. } | Op::Dense { .. })) else {
+            continue;
+        };
+        let wname = format!("{}.weights", op.name);
+        let Some(&wid) = op.inputs.iter().find(|&&t| m.tensor(t).name == wname) else {
+            return Err(TrainError::Graph(format!("emitted model: op '{}' has no weight tensor '{wname}'", op.name)));
+        };
+        let bad = |what: &str| TrainError::Graph(format!("emitted model: weights of '{}': {what}", op.name));
+        let dims: Vec<usize> = m.tensor(wid).dims.iter().map(|&d| d as usize).collect();
+        let scales = m.channel_scales(wid).ok_or_else(|| bad("no per-channel scales"))?;
+        let packed = m.const_i8(wid);
+        let w = g.const_f32(node.inputs[1]).ok_or_else(|| bad("the IR weight is not constant"))?;
+        let ws = &g.tensors[node.inputs[1]].shape;
+        let rows = ws[0];
+        let fq = fake_quant_weights(w, rows);
+        let k_ir = w.len() / rows.max(1);
+        if dims.len() != 3 || scales.len() != rows || dims[1] * dims[0] != rows || dims[2] != k_ir {
+            return Err(bad(&format!("file dims {dims:?} do not match the IR weight {ws:?}")));
+        }
+        let (groups, cog, k) = (dims[0], dims[1], dims[2]);
+        let per = pack::packed_len(cog, k).ok_or_else(|| bad("size overflow"))?;
+        if packed.len() < groups * per {
+            return Err(bad("packed data too short"));
+        }
+        // IR reduction index → file reduction index.
+        let col: Vec<usize> = match node.op {
+            Op::Conv { .. } => {
+                let (cg, kh, kw) = (ws[1], ws[2], ws[3]);
+                (0..k).map(|j| (j % (kh * kw)) * cg + j / (kh * kw)).collect()
+            }
+            _ => {
+                let src = node.inputs[0];
+                let flat = g.producer(src).map(|p| &g.nodes[p]).filter(|p| p.op == Op::Reshape).and_then(|p| {
+                    let s = &g.tensors[p.inputs[0]].shape;
+                    let all_dense =
+                        g.consumers(src).iter().all(|&c| matches!(g.nodes[c].op, Op::Dense { .. }) && g.nodes[c].inputs[0] == src);
+                    (s.len() == 4 && s[2] * s[3] != 1 && all_dense && !g.outputs.contains(&src)).then(|| (s[1], s[2], s[3]))
+                });
+                match flat {
+                    Some((c, h, ww)) => (0..k).map(|j| ((j % (h * ww)) * c) + j / (h * ww)).collect(),
+                    None => (0..k).collect(),
+                }
+            }
+        };
+        rep.layers += 1;
+        for oc in 0..rows {
+            let (grp, r) = (oc / cog, oc % cog);
+            for (j, &fj) in col.iter().enumerate() {
+                let q = pack::get(&packed[grp * per..(grp + 1) * per], r, fj, k);
+                let file = q as f32 * scales[oc];
+                rep.values += 1;
+                if file.to_bits() != fq[oc * k_ir + j].to_bits() {
+                    rep.mismatches += 1;
+                    if rep.first.len() < 8 {
+                        rep.first.push((op.name.to_string(), oc * k_ir + j));
+                    }
+                }
+            }
+        }
+    }
+    Ok(rep)
+}
+
 /// Usage of `temper qat`.
 pub const USAGE: &str = "temper qat — quantization-aware training of an FP32 model, emitting an INT8 .tmf
 
@@ -935,8 +1016,9 @@ options:
   --no-progress             no progress line
 
 The file is written (atomically) only when the emitted model agrees with the fake-quant model
-(top-1 within 0.1 points, ≥ 99 % of logits within one output quantization step) and the
-optional --max-drop gate passes; otherwise the command exits with status 1.";
+(top-1 within 0.1 points, ≥ 99 % of logits within one output quantization step; on --test if
+given, else on --val), its int8 weights × scales equal the fake-quant weights bit for bit, and
+the optional --max-drop gate passes; otherwise the command exits with status 1.";
 
 /// `temper qat` with the arguments after the command name. Returns whether the model passed
 /// its checks and was written.
@@ -1038,9 +1120,9 @@ pub fn run_cli(args: &[String]) -> Result<bool, String> {
         ..d
     };
     let max_drop: Option<f64> = num(&opts, "max-drop")?;
+    let g = crate::onnx::load_onnx(std::path::Path::new(&model_path), None).map_err(|e| format!("{model_path}: {e}"))?;
     let train = temper_data::load_dataset(&get("train", "fashion-mnist:train")).map_err(|e| e.to_string())?;
     let val = temper_data::load_dataset(&get("val", "fashion-mnist:val")).map_err(|e| e.to_string())?;
-    let g = crate::onnx::load_onnx(std::path::Path::new(&model_path), None).map_err(|e| format!("{model_path}: {e}"))?;
     let mut cfg = cfg;
     cfg.metadata.insert(0, ("name".to_string(), g.name.clone()));
     if !val.class_names.is_empty() {
@@ -1129,6 +1211,14 @@ pub fn run_cli(args: &[String]) -> Result<bool, String> {
         agreement.logits_within_one_step,
         agreement.max_steps
     );
+    let wc = check_weights(&outcome.model, &outcome.bytes).map_err(|e| e.to_string())?;
+    println!(
+        "weights: {} values in {} layers; file int8 × scale equals the fake-quant weight bit for bit on {} ({} mismatches)",
+        wc.values,
+        wc.layers,
+        wc.values - wc.mismatches,
+        wc.mismatches
+    );
     println!(
         "time: {:.1} s training ({} epochs), {:.1} s in total; file {} bytes",
         outcome.train_seconds,
@@ -1139,6 +1229,9 @@ pub fn run_cli(args: &[String]) -> Result<bool, String> {
     let mut failures = Vec::new();
     if !agreement.passed() {
         failures.push("the emitted file does not agree with the fake-quant model".to_string());
+    }
+    if wc.mismatches > 0 {
+        failures.push(format!("{} weights of the file differ from the fake-quant weights (first: {:?})", wc.mismatches, wc.first));
     }
     if let Some(m) = max_drop {
         let drop = outcome.fp32_accuracy - outcome.int8_accuracy;
@@ -1153,4 +1246,199 @@ pub fn run_cli(args: &[String]) -> Result<bool, String> {
     crate::ptq::write_atomic(&out, &outcome.bytes).map_err(|e| format!("{}: {e}", out.display()))?;
     println!("wrote {} ({} bytes)", out.display(), outcome.bytes.len());
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Activation, Node, Window};
+    use temper_data::Pixels;
+
+    fn rand_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| rng.normal() * scale).collect()
+    }
+
+    /// x [N,1,8,8] → Conv 3×3 (4 ch, no bias) → BatchNorm → Relu → MaxPool 2 → Flatten →
+    /// Dense 64→3.
+    fn conv_bn_graph(seed: u64) -> Graph {
+        let mut rng = Rng::new(seed, 3);
+        let mut g = Graph { name: "qat-test".into(), ..Default::default() };
+        let x = g.add_tensor("x", vec![1, 1, 8, 8], None);
+        let w = g.add_tensor("conv.w", vec![4, 1, 3, 3], Some(ConstData::F32(rand_vec(&mut rng, 36, 0.5))));
+        let c = g.add_tensor("conv.out", vec![1, 4, 8, 8], None);
+        let gamma = g.add_tensor("bn.gamma", vec![4], Some(ConstData::F32(vec![1.2, 0.8, -0.5, 2.0])));
+        let beta = g.add_tensor("bn.beta", vec![4], Some(ConstData::F32(vec![0.1, -0.2, 0.3, 0.0])));
+        let mean = g.add_tensor("bn.mean", vec![4], Some(ConstData::F32(vec![0.05, -0.1, 0.2, 0.0])));
+        let var = g.add_tensor("bn.var", vec![4], Some(ConstData::F32(vec![0.9, 1.5, 0.4, 2.2])));
+        let b = g.add_tensor("bn.out", vec![1, 4, 8, 8], None);
+        let r = g.add_tensor("relu.out", vec![1, 4, 8, 8], None);
+        let p = g.add_tensor("pool.out", vec![1, 4, 4, 4], None);
+        let f = g.add_tensor("flat", vec![1, 64], None);
+        let dw = g.add_tensor("fc.w", vec![3, 64], Some(ConstData::F32(rand_vec(&mut rng, 192, 0.2))));
+        let db = g.add_tensor("fc.b", vec![3], Some(ConstData::F32(vec![0.1, 0.0, -0.1])));
+        let y = g.add_tensor("logits", vec![1, 3], None);
+        let win = |k: usize, s: usize, pad: usize| Window { kernel: [k, k], stride: [s, s], pads: [pad; 4], dilation: [1, 1] };
+        let node = |name: &str, op: Op, inputs: Vec<TensorId>, out: TensorId| Node { name: name.into(), op, inputs, outputs: vec![out] };
+        g.nodes = vec![
+            node("conv", Op::Conv { window: win(3, 1, 1), group: 1, act: Activation::None }, vec![x, w], c),
+            node("bn", Op::BatchNorm { eps: 1e-5 }, vec![c, gamma, beta, mean, var], b),
+            node("relu", Op::Act(Activation::Relu), vec![b], r),
+            node("pool", Op::MaxPool { window: win(2, 2, 0), ceil_mode: false }, vec![r], p),
+            node("flatten", Op::Reshape, vec![p], f),
+            node("fc", Op::Dense { act: Activation::None }, vec![f, dw, db], y),
+        ];
+        g.inputs = vec![x];
+        g.outputs = vec![y];
+        g
+    }
+
+    fn images(n: usize, seed: u64) -> Dataset {
+        let mut rng = Rng::new(seed, 5);
+        let px: Vec<u8> = (0..n * 64).map(|_| rng.below(256) as u8).collect();
+        let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        Dataset::new(Pixels::U8(px), [n, 1, 8, 8], labels, 3, "synthetic").unwrap()
+    }
+
+    #[test]
+    fn fake_quant_activations_match_the_runtimes_quantize_bit_for_bit() {
+        // x [1, 4096] → Reshape → y: the file quantizes the input and dequantizes the output with
+        // the same parameters, so y is the runtime's quantize + dequantize of x.
+        let mut g = Graph { name: "fq".into(), ..Default::default() };
+        let x = g.add_tensor("x", vec![1, 4096], None);
+        let y = g.add_tensor("y", vec![1, 4096], None);
+        g.nodes = vec![Node { name: "r".into(), op: Op::Reshape, inputs: vec![x], outputs: vec![y] }];
+        g.inputs = vec![x];
+        g.outputs = vec![y];
+        let mut rng = Rng::new(11, 1);
+        for &(lo, hi) in &[(-1.3f32, 2.7f32), (0.0, 6.0), (-0.01, 0.02), (-5.0, -1.0), (0.3, 0.31)] {
+            let q = qparams_for_range(lo, hi);
+            let mut ranges = vec![None; 2];
+            ranges[x] = Some((lo, hi));
+            ranges[y] = Some((lo, hi));
+            let bytes = FakeQuantModel { graph: g.clone(), ranges: ranges.clone() }.lower(&Normalize::identity(), Vec::new()).unwrap();
+            let buf = temper_runtime::writer::AlignedBuf::from_bytes(&bytes);
+            let model = temper_runtime::Model::from_bytes(buf.as_bytes()).unwrap();
+            let mut arena = vec![0u8; model.arena_size()];
+            let mut sess = temper_runtime::Session::new(&model, &mut arena).unwrap();
+            assert_eq!(
+                (model.tensor(model.graph_outputs()[0]).scale, model.tensor(model.graph_outputs()[0]).zero_point),
+                (q.scale, q.zero_point)
+            );
+            // Random values over twice the range, plus exact ties between grid points.
+            let width = (hi - lo).max(0.1);
+            let mut v: Vec<f32> = (0..2048).map(|_| lo - width / 2.0 + rng.next_f32() * 2.0 * width).collect();
+            v.extend((0..2048i32).map(|i| q.scale * ((i % 300 - 150 - q.zero_point) as f32 + 0.5)));
+            sess.set_input_f32(0, &v).unwrap();
+            sess.run().unwrap();
+            let mut rt = vec![0f32; v.len()];
+            sess.output_f32(0, &mut rt).unwrap();
+            let mut fq = v.clone();
+            fake_quant(&mut fq, q, None);
+            for (i, (a, b)) in rt.iter().zip(&fq).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "range ({lo}, {hi}), value {} → runtime {a}, fake-quant {b} (#{i})", v[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn fake_quant_weights_are_the_lowered_int8_weights_times_scales() {
+        let g = conv_bn_graph(7);
+        let ds = images(64, 1);
+        let cfg = QatConfig { threads: 1, ..Default::default() };
+        let mut t = Trainer::new(&g, &cfg).unwrap();
+        assert_eq!(t.folds.len(), 1, "conv + BatchNorm is trained folded");
+        for c in 0..4 {
+            // a varied folded model: running statistics moved, weights moved
+            t.net.params[t.folds[0].var].value[c] *= 1.0 + 0.1 * c as f32;
+        }
+        let masters = t.swap_in_fake_weights();
+        t.forward(batch_tensor(&ds, &(0..64).collect::<Vec<_>>(), &Normalize::unit()), Mode::Eval, true, false).unwrap();
+        t.restore_weights(masters);
+        let model = t.model().unwrap();
+        let bytes = model.lower(&Normalize::unit(), Vec::new()).unwrap();
+        let rep = check_weights(&model, &bytes).unwrap();
+        assert_eq!(rep.layers, 2);
+        assert_eq!(rep.values, 36 + 192);
+        assert_eq!(rep.mismatches, 0, "{:?}", rep.first);
+        // The folded weight the training forward quantizes (w·γ/√(σ²+ε)) is the one in the file:
+        // conv(x, fq(w·s))/s · s == the folded model's weight.
+        let masters = t.swap_in_fake_weights();
+        let eff = t.net.params[t.folds[0].w].value.clone();
+        t.restore_weights(masters);
+        let s = t.folds[0].factors(&t.net);
+        let folded = model.graph.nodes.iter().find(|n| n.name == "conv").unwrap();
+        let wf = fake_quant_weights(model.graph.const_f32(folded.inputs[1]).unwrap(), 4);
+        for (i, (&e, &f)) in eff.iter().zip(&wf).enumerate() {
+            assert!((e * s[i / 9] - f).abs() <= 1e-6 * f.abs().max(1e-3), "weight {i}: {} vs {f}", e * s[i / 9]);
+        }
+    }
+
+    #[test]
+    fn frozen_bn_training_forward_equals_the_folded_fake_quant_model() {
+        let g = conv_bn_graph(9);
+        let ds = images(96, 2);
+        let norm = Normalize::unit();
+        let cfg = QatConfig { threads: 1, ..Default::default() };
+        let mut t = Trainer::new(&g, &cfg).unwrap();
+        let idx: Vec<usize> = (0..96).collect();
+        let masters = t.swap_in_fake_weights();
+        t.forward(batch_tensor(&ds, &idx, &norm), Mode::Eval, true, false).unwrap();
+        let (tape, masks) = t.forward(batch_tensor(&ds, &idx, &norm), Mode::Eval, false, true).unwrap();
+        t.restore_weights(masters);
+        let train_logits = t.net.outputs(&tape)[0].data.clone();
+        assert_eq!(masks.iter().flatten().count(), 2, "input is quantized outside the net; relu output and logits inside");
+        let model = t.model().unwrap();
+        let (fq, width) = model.logits(&ds, &norm, 1).unwrap();
+        assert_eq!(width, 3);
+        let q = qparams_for_range(model.ranges[model.graph.outputs[0]].unwrap().0, model.ranges[model.graph.outputs[0]].unwrap().1);
+        let off = train_logits.iter().zip(&fq).filter(|(a, b)| (*a - *b).abs() > q.scale * 1.001).count();
+        let same = train_logits.iter().zip(&fq).filter(|(a, b)| a == b).count();
+        assert_eq!(off, 0, "frozen-BN training forward and folded model differ by more than a step");
+        assert!(same * 100 >= train_logits.len() * 95, "only {same} of {} logits identical", train_logits.len());
+        // And the emitted file agrees with the fake-quant model.
+        let bytes = model.lower(&norm, Vec::new()).unwrap();
+        let a = check_agreement(&model, &bytes, &ds, &norm, 1).unwrap();
+        assert!(a.passed(), "{a:?}");
+    }
+
+    #[test]
+    fn qat_trains_and_rejects_bad_settings() {
+        let g = conv_bn_graph(5);
+        let train = images(256, 3);
+        let val = images(64, 4);
+        let norm = Normalize::unit();
+        let bad = QatConfig { lr: f32::NAN, ..Default::default() };
+        assert!(matches!(qat(&g, &train, &val, &norm, &bad, &mut |_| {}), Err(TrainError::Config(_))));
+        let bad = QatConfig { epochs: 0, ..Default::default() };
+        assert!(matches!(qat(&g, &train, &val, &norm, &bad, &mut |_| {}), Err(TrainError::Config(_))));
+        let cfg = QatConfig {
+            epochs: 2,
+            batch: 32,
+            lr: 1e-3,
+            threads: 1,
+            freeze_bn_after: Some(5),
+            freeze_ranges_after: Some(10),
+            ..Default::default()
+        };
+        let mut steps = 0;
+        let out = qat(&g, &train, &val, &norm, &cfg, &mut |p| {
+            if let QatProgress::Step { .. } = p {
+                steps += 1
+            }
+        })
+        .unwrap();
+        assert_eq!(steps, 16);
+        assert_eq!(out.epochs.len(), 2);
+        assert!(out.epochs[1].bn_frozen && out.epochs[1].ranges_frozen);
+        assert!(out.agreement.passed(), "{:?}", out.agreement);
+        assert_eq!(check_weights(&out.model, &out.bytes).unwrap().mismatches, 0);
+        // A graph op without int8 lowering is refused before training.
+        let mut g2 = conv_bn_graph(5);
+        g2.nodes[5].op = Op::Dense { act: Activation::None };
+        let y = g2.nodes[5].outputs[0];
+        let z = g2.add_tensor("z", vec![1, 3], None);
+        g2.nodes.push(Node { name: "sub".into(), op: Op::Sub, inputs: vec![y, y], outputs: vec![z] });
+        g2.outputs = vec![z];
+        assert!(matches!(qat(&g2, &train, &val, &norm, &cfg, &mut |_| {}), Err(TrainError::Graph(_))));
+    }
 }
