@@ -8,6 +8,7 @@ pub mod fp32;
 pub mod ir;
 pub mod onnx;
 pub mod passes;
+pub mod pipeline;
 pub mod ptq;
 pub mod quant;
 pub mod report;

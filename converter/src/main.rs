@@ -14,6 +14,7 @@ USAGE:
   temper inspect MODEL.onnx [--input-shape N,C,H,W]
   temper train (--model S.onnx | --arch small-cnn) --out OUT.onnx [options]     (temper train --help)
   temper distill --teacher T.onnx --student S.onnx --out OUT.onnx [options]     (temper distill --help)
+  temper pipeline --teacher T.onnx --student S.onnx -o OUT.tmf [options]        (temper pipeline --help)
   temper qat --model S.onnx -o OUT.tmf [options]                                 (temper qat --help)
 
 quantize options:
@@ -70,6 +71,10 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     if cmd == "train" || cmd == "distill" {
         return train_command(cmd, &args[1..]);
+    }
+    if cmd == "pipeline" {
+        let passed = temper_converter::pipeline::cli(&args[1..])?;
+        return Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
     if cmd == "qat" {
         let ok = temper_converter::train::qat::run_cli(&args[1..])?;
