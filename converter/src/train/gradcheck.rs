@@ -171,6 +171,30 @@ fn conv_grouped_strided_padded_dilated_with_bias_and_relu() {
 }
 
 #[test]
+fn depthwise_forward_matches_the_fp32_engine() {
+    for (win, c, hw, bias) in [
+        (win([3, 3], [1, 1], [1, 1, 1, 1], [1, 1]), 6, [9, 9], true),
+        (win([5, 5], [2, 3], [2, 1, 1, 2], [1, 2]), 4, [9, 10], false),
+        (win([3, 3], [2, 2], [0, 1, 1, 0], [2, 1]), 3, [8, 7], true),
+    ] {
+        let mut specs = vec![input(&[3, c, hw[0], hw[1]], 1.0, 21), constant(&[c, 1, win.kernel[0], win.kernel[1]], 0.5, 22)];
+        if bias {
+            specs.push(constant(&[c], 0.2, 23));
+        }
+        let (g, inputs) = build(Op::Conv { window: win, group: c, act: Activation::Clip { min: -0.5, max: 0.7 } }, &specs, None);
+        let reference = crate::fp32::run(&g, &inputs).unwrap();
+        for threads in [1, 2] {
+            let net = Net::new(g.clone(), threads).unwrap();
+            let tape = net.forward(&inputs, Mode::Eval).unwrap();
+            let y = net.outputs(&tape)[0];
+            assert_eq!(y.shape, reference[0].shape);
+            let d = y.data.iter().zip(&reference[0].data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(d < 1e-5, "depthwise {win:?}: max difference {d} from the FP32 engine");
+        }
+    }
+}
+
+#[test]
 fn conv_depthwise_clip_and_pointwise() {
     check(
         "conv depthwise",
@@ -181,6 +205,17 @@ fn conv_depthwise_clip_and_pointwise() {
         "conv 1x1",
         Op::Conv { window: win([1, 1], [1, 1], [0; 4], [1, 1]), group: 1, act: Activation::None },
         vec![input(&[3, 2, 6, 6], 1.0, 7), constant(&[4, 2, 1, 1], 0.5, 8)],
+    );
+    // direct depthwise kernel: 5×5, strides 2/3, asymmetric pads, dilation, no bias
+    check(
+        "conv depthwise strided dilated",
+        Op::Conv { window: win([5, 5], [2, 3], [2, 1, 1, 2], [1, 2]), group: 4, act: Activation::Relu },
+        vec![input(&[3, 4, 9, 10], 1.0, 12), constant(&[4, 1, 5, 5], 0.4, 13)],
+    );
+    check(
+        "conv depthwise 3x3 s2",
+        Op::Conv { window: win([3, 3], [2, 2], [1, 1, 1, 1], [1, 1]), group: 5, act: Activation::None },
+        vec![input(&[2, 5, 8, 7], 1.0, 14), constant(&[5, 1, 3, 3], 0.5, 15), constant(&[5], 0.1, 16)],
     );
     // many images per GEMM (small spatial size)
     check(

@@ -84,8 +84,9 @@ fn bias_act(dst: &mut [f32], src: &[f32], b: f32, act: Activation) {
 pub(crate) fn act_backward(dy: &[f32], y: &[f32], act: Activation) -> Option<Vec<f32>> {
     match act {
         Activation::None => None,
-        Activation::Relu => Some(dy.iter().zip(y).map(|(&g, &v)| if v > 0.0 { g } else { 0.0 }).collect()),
-        Activation::Clip { min, max } => Some(dy.iter().zip(y).map(|(&g, &v)| if v > min && v < max { g } else { 0.0 }).collect()),
+        // Branch-free masks so the loops vectorize.
+        Activation::Relu => Some(dy.iter().zip(y).map(|(&g, &v)| g * ((v > 0.0) as u32 as f32)).collect()),
+        Activation::Clip { min, max } => Some(dy.iter().zip(y).map(|(&g, &v)| g * (((v > min) & (v < max)) as u32 as f32)).collect()),
     }
 }
 
@@ -221,8 +222,142 @@ fn col2im(dcol: &[f32], s: &ConvShape, gi: usize, imgs: Range<usize>, first: usi
     }
 }
 
+/// Whether a convolution is depthwise with one output per input channel (run directly, not as
+/// one tiny GEMM per group).
+fn is_depthwise(s: &ConvShape) -> bool {
+    s.group > 1 && s.group == s.c && s.o == s.c
+}
+
+/// Visit the taps of one depthwise plane: for every kernel position `(ky, kx)`, every output row
+/// `oy` and the run of output columns `lo..hi` whose input pixel is inside the image, call
+/// `f(tap, oy, iy, lo, hi, ix0)` where input column = `ix0 + ox·sw`.
+fn dw_taps(s: &ConvShape, mut f: impl FnMut(usize, usize, usize, usize, usize, isize)) {
+    let [sh, sw] = s.win.stride;
+    let [dh, dwl] = s.win.dilation;
+    let (pt, pl) = (s.win.pads[0] as isize, s.win.pads[1] as isize);
+    for ky in 0..s.kh {
+        for kx in 0..s.kw {
+            let xoff = (kx * dwl) as isize - pl;
+            // ox valid when 0 ≤ ox·sw + xoff < w.
+            let lo = if xoff >= 0 { 0 } else { ((-xoff) as usize).div_ceil(sw) };
+            let hi = if (s.w as isize) <= xoff { 0 } else { ((s.w as isize - xoff) as usize).div_ceil(sw).min(s.ow) };
+            if lo >= hi {
+                continue;
+            }
+            for oy in 0..s.oh {
+                let iy = (oy * sh + ky * dh) as isize - pt;
+                if iy < 0 || iy >= s.h as isize {
+                    continue;
+                }
+                f(ky * s.kw + kx, oy, iy as usize, lo, hi, xoff);
+            }
+        }
+    }
+}
+
+/// Direct depthwise convolution forward.
+fn dw_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape, act: Activation, threads: usize) -> Vec<f32> {
+    let (hw, kk, plane) = (s.hw(), s.kh * s.kw, s.h * s.w);
+    let sw = s.win.stride[1];
+    let mut y = vec![0.0f32; s.n * s.c * hw];
+    if y.is_empty() {
+        return y;
+    }
+    par_chunks(&mut y, hw, threads, |range, ych| {
+        let mut acc = vec![0.0f32; hw];
+        for (p, yp) in range.clone().zip(ych.chunks_mut(hw)) {
+            let ch = p % s.c;
+            let xp = &x[p * plane..][..plane];
+            let wk = &w[ch * kk..][..kk];
+            acc.fill(0.0);
+            dw_taps(s, |t, oy, iy, lo, hi, xoff| {
+                let wv = wk[t];
+                let row = &mut acc[oy * s.ow..][lo..hi];
+                let src = &xp[iy * s.w..][..s.w];
+                if sw == 1 {
+                    let start = (lo as isize + xoff) as usize;
+                    for (a, &v) in row.iter_mut().zip(&src[start..start + (hi - lo)]) {
+                        *a += wv * v;
+                    }
+                } else {
+                    for (j, a) in row.iter_mut().enumerate() {
+                        *a += wv * src[(((lo + j) * sw) as isize + xoff) as usize];
+                    }
+                }
+            });
+            bias_act(yp, &acc, bias.map_or(0.0, |b| b[ch]), act);
+        }
+    });
+    y
+}
+
+/// Direct depthwise convolution backward (`dz` = gradient before the fused activation).
+fn dw_backward(x: &[f32], w: &[f32], dz: &[f32], s: &ConvShape, need: (bool, bool, bool), threads: usize) -> ConvGrads {
+    let (hw, kk, plane) = (s.hw(), s.kh * s.kw, s.h * s.w);
+    let sw = s.win.stride[1];
+    let (need_dx, need_dw, need_db) = need;
+    let work = |range: Range<usize>, mut dx: Option<&mut [f32]>| -> (Vec<f32>, Vec<f32>) {
+        let mut dwv = if need_dw { vec![0.0f32; s.c * kk] } else { Vec::new() };
+        let mut db = if need_db { vec![0.0f32; s.c] } else { Vec::new() };
+        for n in range.clone() {
+            for ch in 0..s.c {
+                let p = n * s.c + ch;
+                let g = &dz[p * hw..][..hw];
+                if need_db {
+                    db[ch] += g.iter().sum::<f32>();
+                }
+                let xp = &x[p * plane..][..plane];
+                let wk = &w[ch * kk..][..kk];
+                let mut dxp = dx.as_deref_mut().map(|d| &mut d[((n - range.start) * s.c + ch) * plane..][..plane]);
+                dw_taps(s, |t, oy, iy, lo, hi, xoff| {
+                    let grow = &g[oy * s.ow..][lo..hi];
+                    if sw == 1 {
+                        let start = iy * s.w + (lo as isize + xoff) as usize;
+                        if need_dw {
+                            dwv[ch * kk + t] += grow.iter().zip(&xp[start..start + grow.len()]).map(|(a, b)| a * b).sum::<f32>();
+                        }
+                        if let Some(d) = dxp.as_deref_mut() {
+                            let wv = wk[t];
+                            for (a, &gv) in d[start..start + grow.len()].iter_mut().zip(grow) {
+                                *a += wv * gv;
+                            }
+                        }
+                    } else {
+                        let base = iy * s.w;
+                        let mut acc = 0.0f32;
+                        for (j, &gv) in grow.iter().enumerate() {
+                            let ix = base + (((lo + j) * sw) as isize + xoff) as usize;
+                            acc += gv * xp[ix];
+                            if let Some(d) = dxp.as_deref_mut() {
+                                d[ix] += wk[t] * gv;
+                            }
+                        }
+                        if need_dw {
+                            dwv[ch * kk + t] += acc;
+                        }
+                    }
+                });
+            }
+        }
+        (dwv, db)
+    };
+    let img_in = s.c * plane;
+    let (dx, parts) = if need_dx {
+        let mut dx = vec![0.0f32; s.n * img_in];
+        let parts = par_chunks(&mut dx, img_in, threads, |r, chunk| work(r, Some(chunk)));
+        (Some(dx), parts)
+    } else {
+        (None, par_ranges(s.n, threads, |r| work(r, None)))
+    };
+    let (dws, dbs): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    ConvGrads { dx, dw: need_dw.then(|| sum_partials(dws)), db: need_db.then(|| sum_partials(dbs)) }
+}
+
 /// Convolution forward: `y = act(conv(x, w) + b)`.
 pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape, act: Activation, threads: usize) -> Vec<f32> {
+    if is_depthwise(s) {
+        return dw_forward(x, w, bias, s, act, threads);
+    }
     let (og, kg, hw) = (s.og(), s.kg(), s.hw());
     let img_out = s.o * hw;
     let mut y = vec![0.0f32; s.n * img_out];
@@ -285,6 +420,9 @@ pub(crate) fn conv_backward(
     let (og, kg, hw) = (s.og(), s.kg(), s.hw());
     let dz_owned = act_backward(dy, y, act);
     let dz: &[f32] = dz_owned.as_deref().unwrap_or(dy);
+    if is_depthwise(s) {
+        return dw_backward(x, w, dz, s, need, threads);
+    }
     let (need_dx, need_dw, need_db) = need;
     let packed_wt: Vec<Vec<f32>> = if need_dx {
         (0..s.group)
