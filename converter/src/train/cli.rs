@@ -45,7 +45,8 @@ training options:
   --resume PATH         continue from a checkpoint
   --mean M / --std S / --pixel-scale X   input normalization (default Fashion-MNIST 0.2860 / 0.3530 / 1/255)
   --tmf PATH            also quantize the trained model to INT8 in-process (temper quantize defaults)
-  --bench N             only measure training throughput (forward+backward+update) over N steps and exit
+  --bench N             only measure training throughput (forward+backward+update with --optimizer,
+                        default adam) over N steps on one fixed batch and exit
   --no-progress         no progress line
 
 distillation options:
@@ -59,6 +60,9 @@ distillation options:
   --mimic S=T           L2 between student tensor S and teacher tensor T (1×1 adapter when channels
                         differ, average pooling when sizes differ); repeatable
   --mimic-weight W      weight of each mimicking term (default 1)
+  --teacher-cache PATH  keep the teachers' logits on the training set in PATH (NPZ) and reuse them
+                        in later runs with the same teachers, data and views (no augmentation or
+                        flip only; with crop the teachers run on every batch)
 
 The model is trained with BatchNorm unfused (training mode, batch statistics); the written ONNX
 (opset 13) has BatchNorm folded and re-imports with temper's importer to identical logits.";
@@ -110,6 +114,7 @@ const KNOWN: &[&str] = &[
     "alpha-end",
     "teacher-weights",
     "mimic-weight",
+    "teacher-cache",
 ];
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -208,8 +213,9 @@ pub fn run(cmd: &str, args: &[String]) -> Result<(), String> {
     if let Some(steps) = a.get("bench") {
         let steps: usize = steps.parse().map_err(|_| format!("--bench: '{steps}' is not a count"))?;
         let batch: usize = a.num("batch", 128usize)?;
-        let ips = benchmark(&mut net, &train_ds, &norm, batch, steps.max(1)).map_err(|e| e.to_string())?;
-        println!("{label}: {ips:.0} images/s training (forward+backward+update, batch {batch}, {threads} threads)");
+        let optimizer = OptimizerKind::parse(a.get("optimizer").unwrap_or("adam"), a.num("momentum", 0.9f32)?, a.flag("nesterov"))?;
+        let ips = benchmark(&mut net, &train_ds, &norm, batch, steps.max(1), optimizer).map_err(|e| e.to_string())?;
+        println!("{label}: {ips:.0} images/s training (forward+backward+{} update, batch {batch}, {threads} threads)", optimizer.name());
         return Ok(());
     }
     let out = PathBuf::from(a.get("out").or(a.get("o")).ok_or("missing --out OUT.onnx")?);
@@ -294,6 +300,7 @@ pub fn run(cmd: &str, args: &[String]) -> Result<(), String> {
             return Err("--teacher-weights val needs validation data (--val)".into());
         }
         d.attach_mimic(&net, optimizer, seed).map_err(|e| e.to_string())?;
+        d.cache_file = a.get("teacher-cache").map(PathBuf::from);
         Some(d)
     } else {
         None
@@ -304,7 +311,11 @@ pub fn run(cmd: &str, args: &[String]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let total = t0.elapsed().as_secs_f64();
     if report.teacher_cache_seconds > 0.0 {
-        println!("teacher outputs cached for {} images in {:.1} s", train_ds.len(), report.teacher_cache_seconds);
+        let from = match distiller.as_ref() {
+            Some(d) if d.cache_loaded => " (read from --teacher-cache)",
+            _ => "",
+        };
+        println!("teacher outputs cached for {} images in {:.1} s{from}", train_ds.len(), report.teacher_cache_seconds);
     }
     let per_epoch: Vec<f64> = report.epochs.iter().map(|e| e.seconds).collect();
     if !per_epoch.is_empty() {

@@ -123,6 +123,17 @@ pub struct Distiller {
     /// Feature-mimicking heads.
     pub heads: Vec<MimicHead>,
     classes: usize,
+    /// Cached views per image: 1 (plain) or 2 (plain and horizontally flipped, for flip-only
+    /// augmentation).
+    views: usize,
+    /// Per image and view, a hash of the normalized input, to recognize which view a training
+    /// row is (`[views][N]`).
+    view_keys: Vec<u64>,
+    /// Optional file keeping the teachers' logits between runs (NPZ; reused when the teachers,
+    /// the data, the normalization and the views match, recomputed otherwise).
+    pub cache_file: Option<std::path::PathBuf>,
+    /// Whether the last [`Distiller::prepare`] read the teacher logits from `cache_file`.
+    pub cache_loaded: bool,
 }
 
 /// Top-1 accuracy (percent) and mean cross-entropy of `net` on `ds` in eval mode.
@@ -158,7 +169,17 @@ impl Distiller {
             t.weight = t.weight.max(0.0) / sum;
             t.net.freeze();
         }
-        Ok(Distiller { teachers, cfg, cache: None, heads: Vec::new(), classes: 0 })
+        Ok(Distiller {
+            teachers,
+            cfg,
+            cache: None,
+            heads: Vec::new(),
+            classes: 0,
+            views: 1,
+            view_keys: Vec::new(),
+            cache_file: None,
+            cache_loaded: false,
+        })
     }
 
     /// Set the teacher weights proportional to their top-1 accuracy on `val`; returns the
@@ -222,24 +243,93 @@ impl Distiller {
         self.cache.is_some()
     }
 
-    /// Compute and cache the soft targets of the whole training set (when augmentation is off
-    /// and no mimicking head needs teacher activations). Returns the seconds spent.
+    /// Compute and cache the soft targets of the whole training set when the teachers' inputs
+    /// are known in advance: augmentation off, or horizontal flip only (both views are cached
+    /// and each training row is matched to its view exactly), and no feature mimicking needs
+    /// teacher activations. With [`Distiller::cache_file`] the teachers' logits are read from /
+    /// written to that file. Returns the seconds spent.
     pub fn prepare(&mut self, train: &Dataset, norm: &Normalize, aug: Augment, batch: usize) -> Result<f64, TrainError> {
         self.classes = 0;
-        if aug.enabled() || !self.heads.is_empty() {
+        self.cache = None;
+        self.cache_loaded = false;
+        if aug.crop_pad > 0 || !self.heads.is_empty() {
             return Ok(0.0);
         }
         let t0 = std::time::Instant::now();
+        let views = if aug.flip { 2 } else { 1 };
         let n = train.len();
         let idx: Vec<usize> = (0..n).collect();
-        let mut cache = Vec::new();
+        // Per-view input keys, and the cache key over teachers, data, normalization and views.
+        let mut view_keys = vec![0u64; views * n];
+        let mut key = fnv(FNV0, &[views as u64, n as u64, self.teachers.len() as u64]);
         for chunk in idx.chunks(batch.max(1)) {
-            let x = super::data::batch_tensor(train, chunk, norm);
-            let (soft, classes) = self.teacher_soft(&x, false)?.0;
-            self.classes = classes;
-            cache.extend_from_slice(&soft);
+            let mut x = super::data::batch_tensor(train, chunk, norm);
+            for v in 0..views {
+                if v == 1 {
+                    flip_rows(&mut x);
+                }
+                let il = x.data.len() / chunk.len().max(1);
+                for (r, &i) in chunk.iter().enumerate() {
+                    let h = hash_f32(&x.data[r * il..(r + 1) * il]);
+                    view_keys[v * n + i] = h;
+                    key = fnv(key, &[h]);
+                }
+            }
         }
-        self.cache = Some(cache);
+        key = fnv(key, &train.labels.iter().map(|&l| l as u64).collect::<Vec<_>>());
+        for t in &self.teachers {
+            for p in &t.net.params {
+                key = fnv(key, &[hash_f32(&p.value)]);
+            }
+        }
+        let k = self.teachers.len();
+        let loaded = self.cache_file.as_deref().and_then(|f| load_logits(f, key, k, views * n));
+        let (logits, classes) = match loaded {
+            Some(v) => {
+                self.cache_loaded = true;
+                v
+            }
+            None => {
+                // logits[teacher][view · N + i][class]
+                let mut logits: Vec<Vec<f32>> = vec![Vec::new(); k];
+                let mut classes = 0;
+                for v in 0..views {
+                    for chunk in idx.chunks(batch.max(1)) {
+                        let mut x = super::data::batch_tensor(train, chunk, norm);
+                        if v == 1 {
+                            flip_rows(&mut x);
+                        }
+                        for (t, out) in self.teachers.iter().zip(logits.iter_mut()) {
+                            let tape = t.net.forward(std::slice::from_ref(&x), Mode::Eval)?;
+                            let y = t.net.outputs(&tape)[0];
+                            if classes != 0 && classes != y.shape[1] {
+                                return Err(TrainError::Config(format!(
+                                    "teacher '{}' has {} classes, unlike the first teacher",
+                                    t.name, y.shape[1]
+                                )));
+                            }
+                            classes = y.shape[1];
+                            out.extend_from_slice(&y.data);
+                        }
+                    }
+                }
+                if let Some(f) = &self.cache_file {
+                    save_logits(f, key, &logits, classes)?;
+                }
+                (logits, classes)
+            }
+        };
+        let mut mix = vec![0.0f32; views * n * classes];
+        for (t, l) in self.teachers.iter().zip(&logits) {
+            let p = softmax_t(l, classes, self.cfg.temperature);
+            for (m, v) in mix.iter_mut().zip(&p) {
+                *m += t.weight * v;
+            }
+        }
+        self.classes = classes;
+        self.views = views;
+        self.view_keys = view_keys;
+        self.cache = Some(mix);
         Ok(t0.elapsed().as_secs_f64())
     }
 
@@ -273,12 +363,25 @@ impl Distiller {
     /// teacher's tape when mimicking heads need it.
     pub fn soft_targets(&self, idx: &[usize], x: &Tensor) -> Result<(Vec<f32>, Option<Tape>), TrainError> {
         if let Some(c) = &self.cache {
-            let k = self.classes;
+            let (k, n) = (self.classes, self.view_keys.len() / self.views.max(1));
+            let il = x.data.len() / idx.len().max(1);
             let mut out = Vec::with_capacity(idx.len() * k);
-            for &i in idx {
-                out.extend_from_slice(&c[i * k..(i + 1) * k]);
+            let mut all_found = true;
+            for (r, &i) in idx.iter().enumerate() {
+                // Which cached view is this row? (Rows equal to no view: run the teachers.)
+                let h = if self.views > 1 { hash_f32(&x.data[r * il..(r + 1) * il]) } else { 0 };
+                let v = (0..self.views).find(|&v| self.views == 1 || self.view_keys[v * n + i] == h);
+                match v {
+                    Some(v) => out.extend_from_slice(&c[(v * n + i) * k..(v * n + i + 1) * k]),
+                    None => {
+                        all_found = false;
+                        break;
+                    }
+                }
             }
-            return Ok((out, None));
+            if all_found {
+                return Ok((out, None));
+            }
         }
         let ((soft, _), tape) = self.teacher_soft(x, !self.heads.is_empty())?;
         Ok((soft, tape))
@@ -406,6 +509,72 @@ fn avg_pool_plain(t: &Tensor, k: usize) -> Tensor {
     Tensor { shape: vec![n, c, oh, ow], data: out }
 }
 
+const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over 64-bit words.
+fn fnv(mut h: u64, words: &[u64]) -> u64 {
+    for w in words {
+        for b in w.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Hash of the bit patterns of `v`.
+fn hash_f32(v: &[f32]) -> u64 {
+    let mut h = FNV0;
+    for x in v {
+        h ^= x.to_bits() as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+        h ^= h >> 29;
+    }
+    h
+}
+
+/// Flip every NCHW image of `x` horizontally (as [`Augment`]'s flip does).
+fn flip_rows(x: &mut Tensor) {
+    let w = *x.shape.last().unwrap_or(&1);
+    for row in x.data.chunks_mut(w.max(1)) {
+        row.reverse();
+    }
+}
+
+/// Teacher logits `[teachers][rows·classes]` from a cache file written by [`save_logits`] with
+/// the same key; `None` when absent, unreadable or stale.
+fn load_logits(path: &std::path::Path, key: u64, teachers: usize, rows: usize) -> Option<(Vec<Vec<f32>>, usize)> {
+    use temper_data::npy::{read_npz, NpyData};
+    let members = read_npz(path).ok()?;
+    let get = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, a)| a);
+    match &get("key")?.data {
+        NpyData::I64(k) if k.len() == 1 && k[0] as u64 == key => {}
+        _ => return None,
+    }
+    let a = get("logits")?;
+    if a.shape.len() != 3 || a.shape[0] != teachers || a.shape[1] != rows || a.shape[2] == 0 {
+        return None;
+    }
+    let classes = a.shape[2];
+    match &a.data {
+        NpyData::F32(v) => Some((v.chunks(rows * classes).map(|c| c.to_vec()).collect(), classes)),
+        _ => None,
+    }
+}
+
+/// Write the teachers' logits and their key to `path` (NPZ: `key` i64 `[1]`, `logits` f32
+/// `[teachers, rows, classes]`).
+fn save_logits(path: &std::path::Path, key: u64, logits: &[Vec<f32>], classes: usize) -> Result<(), TrainError> {
+    use temper_data::npy::{write_npz, NpyArray, NpyData};
+    let io = |e: temper_data::DataError| TrainError::Io(format!("{}: {e}", path.display()));
+    let rows = logits.first().map_or(0, |l| l.len() / classes.max(1));
+    let k = NpyArray::new(vec![1], NpyData::I64(vec![key as i64])).map_err(io)?;
+    let l = NpyArray::new(vec![logits.len(), rows, classes], NpyData::F32(logits.concat())).map_err(io)?;
+    let tmp = path.with_extension("tmp.npz");
+    write_npz(&tmp, &[("key", &k), ("logits", &l)]).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))
+}
+
 /// Fill `out` with the batch `idx` (augmented with `aug` from `rng`) as a tensor.
 pub fn batch_input(ds: &Dataset, idx: &[usize], norm: &Normalize, aug: Augment, rng: &mut Rng, buf: &mut Vec<f32>) -> Tensor {
     fill_batch(ds, idx, norm, aug, rng, buf);
@@ -428,6 +597,48 @@ mod tests {
         assert_eq!(w.alpha(0.7, 0.3), 0.7);
         assert_eq!(w.alpha(0.7, 0.9), 0.7);
         assert_eq!(MimicSpec::parse("a.out=b.out").unwrap(), MimicSpec { student: "a.out".into(), teacher: "b.out".into() });
+    }
+
+    #[test]
+    fn flip_views_are_cached_exactly_and_the_cache_file_is_reused() {
+        use temper_data::dataset::Pixels;
+        let (n, side) = (40, 12);
+        let mut rng = Rng::new(5, 9);
+        let px: Vec<u8> = (0..n * side * side).map(|_| rng.below(256) as u8).collect();
+        let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let ds = Dataset::new(Pixels::U8(px), [n, 1, side, side], labels, 3, "t").unwrap();
+        let norm = Normalize::new(vec![0.5], vec![0.25], 1.0 / 255.0);
+        let teacher = Net::new(super::super::arch::small_cnn(1, side, side, 3, 4), 1).unwrap();
+        let kd = KdConfig { temperature: 3.0, alpha: 0.5, schedule: AlphaSchedule::Constant, mimic: vec![], mimic_weight: 1.0 };
+        let mut d = Distiller::new(vec![Teacher { name: "t".into(), net: teacher, weight: 1.0 }], kd).unwrap();
+        let file = std::env::temp_dir().join(format!("temper-kd-cache-test-{}.npz", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        d.cache_file = Some(file.clone());
+        let aug = Augment { crop_pad: 0, flip: true };
+        d.prepare(&ds, &norm, aug, 16).unwrap();
+        assert!(d.cached() && !d.cache_loaded && file.exists());
+        let idx: Vec<usize> = (0..n).rev().collect();
+        let mut buf = Vec::new();
+        let x = batch_input(&ds, &idx, &norm, aug, &mut Rng::new(1, 2), &mut buf);
+        let (cached, _) = d.soft_targets(&idx, &x).unwrap();
+        let ((direct, _), _) = d.teacher_soft(&x, false).unwrap();
+        let diff = cached.iter().zip(&direct).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "cached flip-view soft targets differ from the teacher's by {diff}");
+        // Reused from the file (same key), identical targets; another temperature still reuses
+        // the logits.
+        d.cfg.temperature = 2.0;
+        d.prepare(&ds, &norm, aug, 16).unwrap();
+        assert!(d.cache_loaded);
+        let (again, _) = d.soft_targets(&idx, &x).unwrap();
+        let ((direct2, _), _) = d.teacher_soft(&x, false).unwrap();
+        assert!(again.iter().zip(&direct2).all(|(a, b)| (a - b).abs() < 1e-5));
+        // Different views (no augmentation): the file is stale and recomputed.
+        d.prepare(&ds, &norm, Augment::default(), 16).unwrap();
+        assert!(!d.cache_loaded && d.cached());
+        // Crop: no cache at all.
+        d.prepare(&ds, &norm, Augment { crop_pad: 2, flip: true }, 16).unwrap();
+        assert!(!d.cached());
+        let _ = std::fs::remove_file(&file);
     }
 
     #[test]

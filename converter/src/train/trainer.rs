@@ -355,10 +355,17 @@ pub fn train(
     Ok(report)
 }
 
-/// Throughput of training steps (forward + backward + optimizer update) of `net` on batches
+/// Throughput of training steps (forward + backward + `optimizer` update) of `net` on batches
 /// of `batch` images from `ds`: images per second over `steps` timed steps after one warm-up.
-pub fn benchmark(net: &mut Net, ds: &Dataset, norm: &Normalize, batch: usize, steps: usize) -> Result<f64, TrainError> {
-    let mut opt = Optimizer::new(OptimizerKind::Sgd { momentum: 0.9, nesterov: false }, 0.0, net.params.len());
+pub fn benchmark(
+    net: &mut Net,
+    ds: &Dataset,
+    norm: &Normalize,
+    batch: usize,
+    steps: usize,
+    optimizer: OptimizerKind,
+) -> Result<f64, TrainError> {
+    let mut opt = Optimizer::new(optimizer, 0.0, net.params.len());
     let out_id = net.graph().outputs[0];
     let idx: Vec<usize> = (0..batch.min(ds.len())).collect();
     let x = super::data::batch_tensor(ds, &idx, norm);
