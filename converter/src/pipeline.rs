@@ -301,10 +301,10 @@ pub const KEYS: &[(&str, bool, &str)] = &[
     ("bias-correction", true, "BOOL   (default true)"),
     ("sensitivity-samples", true, "N      images of the per-layer sensitivity ranking (default 1000; 0 = off)"),
     ("qat", true, "BOOL   run QAT when the PTQ gate fails (default true; --no-qat)"),
-    ("qat-epochs", true, "N      QAT epochs (default 2)"),
-    ("qat-lr", true, "LR     QAT peak learning rate (default 0.0001)"),
-    ("qat-batch", true, "N      QAT mini-batch (default 128)"),
-    ("qat-distill-alpha", true, "A      QAT self-distillation from the FP32 student (default 0)"),
+    ("qat-epochs", true, "N      QAT epochs (default {qat-epochs})"),
+    ("qat-lr", true, "LR     QAT peak learning rate (default {qat-lr})"),
+    ("qat-batch", true, "N      QAT mini-batch (default {qat-batch})"),
+    ("qat-distill-alpha", true, "A      QAT self-distillation from the FP32 student (default {qat-distill-alpha})"),
     ("max-drop", false, "P      gate: INT8 at most P points below the distilled FP32 student (default 0.5; none)"),
     ("min-accuracy", false, "A      gate: INT8 top-1 at least A percent (default none)"),
     ("mean", false, "M[,M]  normalization mean (default 0.2860)"),
@@ -1309,6 +1309,31 @@ impl PipelineReport {
                 y += 10.0;
             }
         }
+        // Time per stage (reused stages take no time and are not drawn).
+        let times: Vec<(String, f64)> = std::iter::once(("setup (data, teachers)".to_string(), self.setup_seconds))
+            .chain(self.attempts.iter().flat_map(|a| {
+                a.stages
+                    .iter()
+                    .filter(|s| s.reused_from.is_none())
+                    .map(move |s| (format!("attempt {} · {}", a.index, s.kind.name()), s.seconds + s.eval_seconds))
+            }))
+            .collect();
+        let tmax = times.iter().map(|t| t.1).fold(1.0f64, f64::max);
+        let _ =
+            writeln!(body, "<text x=\"10\" y=\"{}\" font-weight=\"bold\">time per stage (s), total {:.1} s</text>", y + 14.0, self.seconds);
+        y += 24.0;
+        for (name, secs) in &times {
+            let bw = secs / tmax * 500.0;
+            let _ = writeln!(
+                body,
+                "<text x=\"10\" y=\"{}\">{}</text><rect x=\"260\" y=\"{y}\" width=\"{bw:.1}\" height=\"16\" fill=\"#9467bd\"/><text x=\"{:.1}\" y=\"{}\">{secs:.1}</text>",
+                y + 12.0,
+                xml(name),
+                265.0 + bw,
+                y + 12.0
+            );
+            y += 20.0;
+        }
         let title = if self.passed() { "temper pipeline — PASSED" } else { "temper pipeline — FAILED (no model written)" };
         format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{title}</text>\n{body}</svg>\n",
@@ -2044,7 +2069,14 @@ value: --no-qat, --no-progress, --no-bias-correction.
 keys (a fallback may change those marked *):
 ",
     );
+    // QAT defaults are the QAT engine's (`QatConfig::default`): shown as they are now.
+    let q = PipelineConfig::default().qat;
     for (k, fb, h) in KEYS {
+        let h = h
+            .replace("{qat-epochs}", &q.epochs.to_string())
+            .replace("{qat-lr}", &q.lr.to_string())
+            .replace("{qat-batch}", &q.batch.to_string())
+            .replace("{qat-distill-alpha}", &q.distill_alpha.to_string());
         let _ = writeln!(s, "  {}{k:<20} {h}", if *fb { "*" } else { " " });
     }
     s.push_str(
@@ -2143,6 +2175,13 @@ mod tests {
         assert!(!c.qat.enabled && c.distill.temperature == 2.0 && c.out == Some("x.tmf".into()));
         assert_eq!(c.attempts().unwrap()[1].distill.alpha, 0.9);
         assert!(c.attempts().unwrap()[1].qat.enabled);
+    }
+
+    #[test]
+    fn usage_lists_every_key_with_live_qat_defaults() {
+        let u = usage();
+        assert!(KEYS.iter().all(|k| u.contains(&format!("{:<20} ", k.0))));
+        assert!(!u.contains("{qat"), "unfilled placeholder in:\n{u}");
     }
 
     #[test]
