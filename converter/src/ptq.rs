@@ -55,9 +55,46 @@ fn progress(label: &str, done: usize, total: usize) {
     let _ = std::io::stderr().flush();
 }
 
+/// Check, before any work, that `ds` (the `role` set: calibration, validation, test) fits `g`:
+/// it has images, each image has the model input's size (no resizing is done) and, when
+/// `labels` is set, every label is one of the model's output classes. The error names the
+/// dataset's source file(s) and the problem.
+pub fn check_dataset(g: &Graph, ds: &Dataset, role: &str, labels: bool) -> Result<(), String> {
+    if ds.is_empty() {
+        return Err(format!("{}: the {role} set has no images", ds.source));
+    }
+    let input = g.inputs.first().map(|&i| &g.tensors[i]).ok_or("the model has no graph input")?;
+    let [_, c, h, w] = ds.shape;
+    let dims = &input.shape;
+    let fits = if dims.len() == 4 { dims[1..] == [c, h, w] } else { dims.iter().skip(1).product::<usize>() == c * h * w };
+    if !fits {
+        return Err(format!(
+            "{}: {role} images are {c}x{h}x{w} (CxHxW) but the model input '{}' is {dims:?} (no resizing is done)",
+            ds.source, input.name
+        ));
+    }
+    if labels {
+        if let Some(&out) = g.outputs.first() {
+            let classes = g.tensors[out].shape.last().copied().unwrap_or(0);
+            if let Some((i, &l)) = ds.labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
+                return Err(format!(
+                    "{}: {role} label {l} at index {i} is not one of the model's {classes} classes (output '{}')",
+                    ds.source, g.tensors[out].name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Run post-training quantization of `g` (already optimized).
 pub fn quantize(g: &Graph, calib: &Dataset, val: &Dataset, cfg: &PtqConfig) -> Result<PtqOutcome, String> {
     let t0 = std::time::Instant::now();
+    if cfg.calib_size == 0 {
+        return Err("the calibration size is 0: at least one calibration image is needed (--calib-size)".into());
+    }
+    check_dataset(g, calib, "calibration", false)?;
+    check_dataset(g, val, "validation", true)?;
     progress("FP32 evaluation", 0, val.len());
     let fp = fp32_accuracy(g, val, &cfg.norm).map_err(|e| e.to_string())?;
     progress("FP32 evaluation", val.len(), val.len());

@@ -100,7 +100,7 @@ fn student_on_eight_threads_agrees_with_one_session() {
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let buf = AlignedBuf::from_bytes(&bytes);
     let model = Model::from_bytes(buf.as_bytes()).unwrap();
-    let ds = temper_data::load_dataset("fashion-mnist:test:400").expect("Fashion-MNIST (scripts/setup.sh installs it)");
+    let ds = temper_data::load_dataset("fashion-mnist:test:64").expect("Fashion-MNIST (scripts/setup.sh installs it)");
     let images: Vec<&[u8]> = (0..ds.len()).map(|i| ds.image_u8(i).unwrap()).collect();
     let run_all = |order: &mut dyn Iterator<Item = usize>| {
         let mut arena = vec![0u8; model.arena_size()];

@@ -186,10 +186,25 @@ pub(crate) fn import_model(m: &ModelProto<'_>, base_dir: Option<&Path>, input_sh
     }
     imp.inputs(gp, input_shape)?;
     for (i, n) in gp.node.iter().enumerate() {
-        imp.node(n, i)?;
+        imp.node(n, i).map_err(|e| explain_order(e, &gp.node[i..]))?;
     }
     imp.outputs(gp)?;
     Ok(imp.g)
+}
+
+/// When a node reads a tensor that only a later node produces, say so: the nodes are out of
+/// topological order or form a cycle.
+fn explain_order(e: OnnxError, rest: &[NodeProto<'_>]) -> OnnxError {
+    let OnnxError::Invalid { file, context, message } = e else { return e };
+    let missing = message.strip_prefix("input '").and_then(|m| m.split_once("' is not produced by any earlier node")).map(|(n, _)| n);
+    let later = missing.and_then(|name| rest.iter().find(|n| n.output.iter().any(|o| o == name)));
+    let message = match later {
+        Some(n) => {
+            format!("{message}; node '{}' ({}) produces it later: the graph has a cycle or is not in topological order", n.name, n.op_type)
+        }
+        None => message,
+    };
+    OnnxError::Invalid { file, context, message }
 }
 
 impl<'m, 'a> Importer<'m, 'a> {

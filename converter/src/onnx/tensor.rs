@@ -202,7 +202,7 @@ fn read_external(t: &TensorProto<'_>, file: &str, base_dir: Option<&Path>, ctx: 
     if rel.is_absolute() {
         return Err(invalid(format!("external data location '{location}' is absolute; it must be relative to the model directory")));
     }
-    let io = |p: &Path, e: std::io::Error| OnnxError::Io { file: p.display().to_string(), message: e.to_string() };
+    let io = |p: &Path, e: std::io::Error| invalid(format!("external data location '{location}': cannot read {}: {e}", p.display()));
     let base_c = base.canonicalize().map_err(|e| io(base, e))?;
     let joined = base_c.join(rel);
     let path = joined.canonicalize().map_err(|e| io(&joined, e))?;
