@@ -216,6 +216,9 @@ pub struct PipelineConfig {
     pub progress: bool,
     /// Class names stored in the file (default: the dataset's).
     pub labels: Option<String>,
+    /// File keeping the teacher's logits on the training data between runs (`None`: a
+    /// temporary file removed at the end, so that fallback attempts still share them).
+    pub teacher_cache: Option<PathBuf>,
     /// Fallbacks, tried in order after the base settings fail.
     pub fallbacks: Vec<Fallback>,
 }
@@ -267,6 +270,7 @@ impl Default for PipelineConfig {
             max_steps: None,
             progress: true,
             labels: None,
+            teacher_cache: None,
             fallbacks: Vec::new(),
         }
     }
@@ -314,6 +318,7 @@ pub const KEYS: &[(&str, bool, &str)] = &[
     ("max-steps", false, "N      stop every training epoch after N steps (quick runs; default none)"),
     ("progress", false, "BOOL   progress lines on stderr (default true; --no-progress)"),
     ("labels", false, "NAMES  comma-separated class names stored in the file (default: the dataset's)"),
+    ("teacher-cache", false, "PATH   keep the teacher's logits on the training data in PATH across runs (default: a temporary file)"),
     ("fallback", false, "\"K=V K=V\"  one more attempt with these keys changed (repeatable, tried in order)"),
 ];
 
@@ -495,6 +500,7 @@ impl PipelineConfig {
             "max-steps" => self.max_steps = optional(v, |x| count(x, 1))?,
             "progress" => self.progress = boolean(v)?,
             "labels" => self.labels = Some(nonempty(v)?),
+            "teacher-cache" => self.teacher_cache = Some(PathBuf::from(nonempty(v)?)),
             "fallback" => {
                 let settings = fallback_tokens(v).map_err(SetError::BadValue)?;
                 for (k, val) in &settings {
@@ -1548,6 +1554,7 @@ struct Ctx<'a> {
     distilled: Vec<Distilled>,
     ptq_done: Vec<PtqDone>,
     metadata: Vec<(String, String)>,
+    teacher_cache: PathBuf,
 }
 
 fn say(progress: bool, msg: &str) {
@@ -1618,6 +1625,7 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
     let kd = KdConfig { temperature: d.temperature, alpha: d.alpha, schedule: d.schedule(), mimic: Vec::new(), mimic_weight: 1.0 };
     let mut distiller =
         Distiller::new(vec![Teacher { name: file_label(&tpath), net: teacher, weight: 1.0 }], kd).map_err(|e| e.to_string())?;
+    distiller.cache_file = Some(cx.teacher_cache.clone());
     let tc = TrainConfig {
         epochs: d.epochs,
         batch: d.batch,
@@ -1654,6 +1662,11 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
         }
     };
     rec.teacher_seconds = tr.teacher_cache_seconds;
+    if distiller.cache_loaded {
+        rec.notes.push(format!("teacher logits read from {}", cx.teacher_cache.display()));
+    } else if !distiller.cached() {
+        rec.notes.push("teacher run on every batch (augmentation with crops: soft targets cannot be cached)".into());
+    }
     let unfused = net.to_graph();
     let folded = net.export_graph().map_err(|e| e.to_string())?;
     let onnx_size = export::to_onnx(&folded).ok().map(|b| b.len());
@@ -1928,10 +1941,10 @@ fn run_attempt(cx: &mut Ctx, cfg: &PipelineConfig, att: &mut AttemptRecord, tota
     res
 }
 
-/// Run the pipeline: every attempt until one passes the gate; write the report files and, when
-/// an attempt passed, the distilled FP32 student (`OUT` with extension `fp32.onnx`) and the
-/// `.tmf` (last, both atomically). Errors are for what prevents running at all (bad settings,
-/// unreadable data, unwritable output); failed attempts are in the report.
+/// Run the pipeline: every attempt until one passes the gate; when one passed, write the `.tmf`
+/// and the distilled FP32 student (`OUT` with extension `fp32.onnx`); then the report files
+/// (always). Every file is written by atomic rename. Errors are for what prevents running at
+/// all (bad settings, unreadable data, unwritable output); failed attempts are in the report.
 pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
     let t_start = Instant::now();
     cfg.check()?;
@@ -2007,6 +2020,10 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
         distilled: Vec::new(),
         ptq_done: Vec::new(),
         metadata,
+        teacher_cache: cfg
+            .teacher_cache
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("temper-pipeline-teacher-{}.npz", std::process::id()))),
     };
     // Teachers: loaded and evaluated once.
     for a in &attempts {
@@ -2035,21 +2052,26 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
         }
         report.attempts.push(att);
     }
+    if cfg.teacher_cache.is_none() {
+        let _ = std::fs::remove_file(&cx.teacher_cache);
+    }
     if let Some(c) = &emitted {
         report.emitted = Some(out.clone());
         report.emitted_size = Some(c.bytes.len());
         report.emitted_fp32 = Some(out.with_extension("fp32.onnx"));
     }
     report.seconds = t_start.elapsed().as_secs_f64();
+    // The model first (so a report never names a file that could not be written), the
+    // distilled FP32 student beside it, then the reports; each by atomic rename.
+    if let Some(c) = emitted {
+        let onnx_path = out.with_extension("fp32.onnx");
+        let onnx = export::to_onnx(&c.folded).map_err(|e| format!("exporting the distilled student to ONNX: {e}"))?;
+        write_atomic(&out, &c.bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+        write_atomic(&onnx_path, &onnx).map_err(|e| format!("{}: {e}", onnx_path.display()))?;
+    }
     let [md, json, svg] = &report_files;
     for (p, text) in [(md, report.to_markdown()), (json, report.to_json()), (svg, report.to_svg())] {
         write_atomic(p, text.as_bytes()).map_err(|e| format!("{}: {e}", p.display()))?;
-    }
-    if let Some(c) = emitted {
-        let onnx_path = out.with_extension("fp32.onnx");
-        let onnx = export::to_onnx(&c.folded).map_err(|e| e.to_string())?;
-        write_atomic(&onnx_path, &onnx).map_err(|e| format!("{}: {e}", onnx_path.display()))?;
-        write_atomic(&out, &c.bytes).map_err(|e| format!("{}: {e}", out.display()))?;
     }
     Ok(PipelineOutcome { report, report_files: report_files.to_vec() })
 }

@@ -85,6 +85,9 @@ fn failed_attempt_falls_back_and_the_first_passing_model_is_emitted() {
     assert!(a2.stages.last().unwrap().int8_val.unwrap() >= 50.0);
     assert_eq!(a2.stages[0].curves.len(), 2, "one curve point per epoch");
     assert_eq!(r.skipped.len(), 1, "the unneeded fallback is reported as skipped");
+    assert!(a2.stages[0].notes.iter().any(|n| n.starts_with("teacher logits read from")), "attempt 2 reuses the teacher's logits");
+    let tmp_cache = std::env::temp_dir().join(format!("temper-pipeline-teacher-{}.npz", std::process::id()));
+    assert!(!tmp_cache.exists(), "the temporary teacher cache is removed");
 
     // The emitted file loads and validates in the runtime; the FP32 ONNX re-imports.
     let bytes = std::fs::read(&out).expect("model written");
@@ -136,6 +139,7 @@ fn impossible_gate_exits_1_lists_every_attempt_and_writes_no_model() {
     assert_eq!(json.matches("\"attempt\": ").count(), 3);
     // Attempt 3 only changes QAT: its distillation and PTQ are those of attempt 1.
     assert_eq!(json.matches("\"reused_from_attempt\": 1").count(), 2, "{json}");
+    assert!(json.contains("teacher logits read from"), "attempt 2 reuses the teacher's logits");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
