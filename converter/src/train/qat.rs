@@ -922,6 +922,7 @@ pub struct WeightCheck {
 /// trained with.
 pub fn check_weights(model: &FakeQuantModel, bytes: &[u8]) -> Result<WeightCheck, TrainError> {
     use temper_kernels::pack;
+    use temper_runtime::format::OpCode;
     let buf = temper_runtime::writer::AlignedBuf::from_bytes(bytes);
     let m = temper_runtime::Model::from_bytes(buf.as_bytes()).map_err(|e| TrainError::Graph(format!("emitted model: {e}")))?;
     let g = &model.graph;
@@ -943,6 +944,32 @@ pub fn check_weights(model: &FakeQuantModel, bytes: &[u8]) -> Result<WeightCheck
         let rows = ws[0];
         let fq = fake_quant_weights(w, rows);
         let k_ir = w.len() / rows.max(1);
+        if let (Op::Conv { group, .. }, OpCode::Depthwise2d) = (&node.op, op.code) {
+            // Depthwise: plain [KH][KW][C], one channel per output.
+            if *group != rows
+                || dims.len() != 3
+                || dims[2] != rows
+                || dims[0] * dims[1] != k_ir
+                || scales.len() != rows
+                || packed.len() != w.len()
+            {
+                return Err(bad(&format!("depthwise file dims {dims:?} do not match the IR weight {ws:?}")));
+            }
+            rep.layers += 1;
+            for oc in 0..rows {
+                for t in 0..k_ir {
+                    let file = packed[t * rows + oc] as f32 * scales[oc];
+                    rep.values += 1;
+                    if file.to_bits() != fq[oc * k_ir + t].to_bits() {
+                        rep.mismatches += 1;
+                        if rep.first.len() < 8 {
+                            rep.first.push((op.name.to_string(), oc * k_ir + t));
+                        }
+                    }
+                }
+            }
+            continue;
+        }
         if dims.len() != 3 || scales.len() != rows || dims[1] * dims[0] != rows || dims[2] != k_ir {
             return Err(bad(&format!("file dims {dims:?} do not match the IR weight {ws:?}")));
         }
@@ -1264,8 +1291,8 @@ mod tests {
         (0..n).map(|_| rng.normal() * scale).collect()
     }
 
-    /// x [N,1,8,8] → Conv 3×3 (4 ch, no bias) → BatchNorm → Relu → MaxPool 2 → Flatten →
-    /// Dense 64→3.
+    /// x [N,1,8,8] → Conv 3×3 (4 ch, no bias) → BatchNorm → Relu → depthwise Conv 3×3 (bias)
+    /// → BatchNorm → Relu → MaxPool 2 → Flatten → Dense 64→3.
     fn conv_bn_graph(seed: u64) -> Graph {
         let mut rng = Rng::new(seed, 3);
         let mut g = Graph { name: "qat-test".into(), ..Default::default() };
@@ -1278,6 +1305,17 @@ mod tests {
         let var = g.add_tensor("bn.var", vec![4], Some(ConstData::F32(vec![0.9, 1.5, 0.4, 2.2])));
         let b = g.add_tensor("bn.out", vec![1, 4, 8, 8], None);
         let r = g.add_tensor("relu.out", vec![1, 4, 8, 8], None);
+        let dww = g.add_tensor("dw.w", vec![4, 1, 3, 3], Some(ConstData::F32(rand_vec(&mut rng, 36, 0.5))));
+        let dwb = g.add_tensor("dw.b", vec![4], Some(ConstData::F32(vec![0.0, 0.1, -0.1, 0.2])));
+        let d = g.add_tensor("dw.out", vec![1, 4, 8, 8], None);
+        let bn2: Vec<TensorId> =
+            [vec![0.9f32, 1.1, 1.0, 0.7], vec![0.0, 0.1, 0.2, -0.1], vec![0.1, 0.0, -0.1, 0.3], vec![1.2, 0.8, 1.0, 0.6]]
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| g.add_tensor(format!("bn2.{i}"), vec![4], Some(ConstData::F32(v))))
+                .collect();
+        let b2 = g.add_tensor("bn2.out", vec![1, 4, 8, 8], None);
+        let r2 = g.add_tensor("relu2.out", vec![1, 4, 8, 8], None);
         let p = g.add_tensor("pool.out", vec![1, 4, 4, 4], None);
         let f = g.add_tensor("flat", vec![1, 64], None);
         let dw = g.add_tensor("fc.w", vec![3, 64], Some(ConstData::F32(rand_vec(&mut rng, 192, 0.2))));
@@ -1289,7 +1327,10 @@ mod tests {
             node("conv", Op::Conv { window: win(3, 1, 1), group: 1, act: Activation::None }, vec![x, w], c),
             node("bn", Op::BatchNorm { eps: 1e-5 }, vec![c, gamma, beta, mean, var], b),
             node("relu", Op::Act(Activation::Relu), vec![b], r),
-            node("pool", Op::MaxPool { window: win(2, 2, 0), ceil_mode: false }, vec![r], p),
+            node("dw", Op::Conv { window: win(3, 1, 1), group: 4, act: Activation::None }, vec![r, dww, dwb], d),
+            node("bn2", Op::BatchNorm { eps: 1e-3 }, vec![d, bn2[0], bn2[1], bn2[2], bn2[3]], b2),
+            node("relu2", Op::Act(Activation::Relu), vec![b2], r2),
+            node("pool", Op::MaxPool { window: win(2, 2, 0), ceil_mode: false }, vec![r2], p),
             node("flatten", Op::Reshape, vec![p], f),
             node("fc", Op::Dense { act: Activation::None }, vec![f, dw, db], y),
         ];
@@ -1352,7 +1393,7 @@ mod tests {
         let ds = images(64, 1);
         let cfg = QatConfig { threads: 1, ..Default::default() };
         let mut t = Trainer::new(&g, &cfg).unwrap();
-        assert_eq!(t.folds.len(), 1, "conv + BatchNorm is trained folded");
+        assert_eq!(t.folds.len(), 2, "conv + BatchNorm is trained folded");
         for c in 0..4 {
             // a varied folded model: running statistics moved, weights moved
             t.net.params[t.folds[0].var].value[c] *= 1.0 + 0.1 * c as f32;
@@ -1363,8 +1404,8 @@ mod tests {
         let model = t.model().unwrap();
         let bytes = model.lower(&Normalize::unit(), Vec::new()).unwrap();
         let rep = check_weights(&model, &bytes).unwrap();
-        assert_eq!(rep.layers, 2);
-        assert_eq!(rep.values, 36 + 192);
+        assert_eq!(rep.layers, 3);
+        assert_eq!(rep.values, 36 + 36 + 192);
         assert_eq!(rep.mismatches, 0, "{:?}", rep.first);
         // The folded weight the training forward quantizes (w·γ/√(σ²+ε)) is the one in the file:
         // conv(x, fq(w·s))/s · s == the folded model's weight.
@@ -1392,7 +1433,7 @@ mod tests {
         let (tape, masks) = t.forward(batch_tensor(&ds, &idx, &norm), Mode::Eval, false, true).unwrap();
         t.restore_weights(masters);
         let train_logits = t.net.outputs(&tape)[0].data.clone();
-        assert_eq!(masks.iter().flatten().count(), 2, "input is quantized outside the net; relu output and logits inside");
+        assert_eq!(masks.iter().flatten().count(), 3, "input is quantized outside the net; relu outputs and logits inside");
         let model = t.model().unwrap();
         let (fq, width) = model.logits(&ds, &norm, 1).unwrap();
         assert_eq!(width, 3);
@@ -1440,8 +1481,7 @@ mod tests {
         assert_eq!(check_weights(&out.model, &out.bytes).unwrap().mismatches, 0);
         // A graph op without int8 lowering is refused before training.
         let mut g2 = conv_bn_graph(5);
-        g2.nodes[5].op = Op::Dense { act: Activation::None };
-        let y = g2.nodes[5].outputs[0];
+        let y = g2.outputs[0];
         let z = g2.add_tensor("z", vec![1, 3], None);
         g2.nodes.push(Node { name: "sub".into(), op: Op::Sub, inputs: vec![y, y], outputs: vec![z] });
         g2.outputs = vec![z];
