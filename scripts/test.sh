@@ -1,27 +1,43 @@
 #!/usr/bin/env bash
 # The test command: set-up, formatting, lints, the whole workspace's tests, the aarch64 kernel
-# paths under qemu (Cortex-A53 without dotprod, Cortex-A76 with dotprod, max with i8mm), and the
-# no_std builds.
+# paths and integration tests under qemu (Cortex-A53 without dotprod, Cortex-A76 with dotprod, max
+# with i8mm), armv7 (32-bit) under qemu-arm, temper-run cross builds run under qemu, the no_std
+# builds, the C API and the controller. Each stage prints its wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-echo "== cargo fmt --check"
+t_stage=
+t_all=$SECONDS
+# Prints the wall time of the stage that ends (if any), then the title of the next one.
+stage() {
+  [ -z "$t_stage" ] || echo "   [stage time $((SECONDS - t_stage)) s]"
+  t_stage=$SECONDS
+  echo "== $*"
+}
+stage "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy -D warnings"
+stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test (x86_64: every kernel level this CPU runs, forced lower levels, whole models)"
+stage "cargo test (x86_64: every kernel level this CPU runs, forced lower levels, whole models)"
 cargo test --workspace
-echo "== no_std builds"
+stage "no_std builds"
 cargo build -p temper-runtime -p temper-kernels --no-default-features --target thumbv7em-none-eabihf
 cargo build -p temper-runtime -p temper-kernels --no-default-features --target aarch64-unknown-none
-echo "== aarch64 under qemu-aarch64"
+stage "aarch64 under qemu-aarch64: kernels, runtime, and the workspace integration tests (mutation, sessions on threads, ops)"
 for cpu in cortex-a53 cortex-a76 max; do
   echo "-- QEMU_CPU=$cpu"
-  QEMU_CPU=$cpu cargo test -p temper-kernels -p temper-runtime --target aarch64-unknown-linux-gnu
+  QEMU_CPU=$cpu cargo test -p temper-kernels -p temper-runtime -p temper-tests --target aarch64-unknown-linux-gnu
 done
-echo "== C API (temper-capi) for aarch64 under qemu-aarch64 (Cortex-A53, max)"
+echo "-- mutation test under qemu-aarch64 (QEMU_CPU=cortex-a53: the NEON path; mutant counts)"
+QEMU_CPU=cortex-a53 cargo test -p temper-tests --test mutation --target aarch64-unknown-linux-gnu -- --nocapture
+stage "armv7 (32-bit, scalar path) under qemu-arm: kernels, runtime, data readers, integration tests, temper-run CLI"
+TEMPER_RUN_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf" \
+  cargo test -p temper-kernels -p temper-runtime -p temper-data -p temper-tests -p temper-run --target armv7-unknown-linux-gnueabihf
+stage "temper-run release builds (x86_64, aarch64, armv7): stripped sizes; info, bench, eval, soak under qemu-user"
+scripts/cross_run.sh
+stage "C API (temper-capi) for aarch64 under qemu-aarch64 (Cortex-A53, max)"
 targets/capi/run_c_test_aarch64.sh
-echo "== controller example (temper-controller): host tests with mock pins, thumbv7em library and firmware, QEMU Cortex-M4F run, code size"
+stage "controller example (temper-controller): host tests with mock pins, thumbv7em library and firmware, QEMU Cortex-M4F run, code size"
 cargo test -p temper-controller
 cargo build -p temper-controller --lib --target thumbv7em-none-eabihf
 for features in firmware selftest; do
@@ -29,4 +45,5 @@ for features in firmware selftest; do
 done
 targets/controller/run_firmware_qemu.sh
 targets/controller/size.sh
-echo "all test stages passed"
+echo "   [stage time $((SECONDS - t_stage)) s]"
+echo "all test stages passed in $((SECONDS - t_all)) s"
