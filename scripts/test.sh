@@ -35,7 +35,7 @@ TEMPER_RUN_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf" \
   cargo test -p temper-kernels -p temper-runtime -p temper-data -p temper-tests -p temper-run --target armv7-unknown-linux-gnueabihf
 stage "temper-run release builds (x86_64, aarch64, armv7): stripped sizes; info, bench, eval, soak under qemu-user"
 scripts/cross_run.sh
-stage "C API (temper-capi) for aarch64 under qemu-aarch64 (Cortex-A53, max)"
+stage "C API (temper-capi) for aarch64 under qemu-aarch64 (Cortex-A53, max) and armv7 under qemu-arm"
 targets/capi/run_c_test_aarch64.sh
 stage "controller example (temper-controller): host tests with mock pins, thumbv7em library and firmware, QEMU Cortex-M4F run, code size"
 cargo test -p temper-controller
