@@ -1643,8 +1643,8 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
         max_steps_per_epoch: cx.max_steps,
         progress: cx.progress,
     };
-    if cx.progress && !d.augment.enabled() {
-        eprintln!("  computing the teacher's soft targets for {} training images (once) …", cx.train.len());
+    if cx.progress && d.augment.crop_pad == 0 {
+        eprintln!("  teacher soft targets for {} training images: computed once, or read from the teacher cache …", cx.train.len());
     }
     let epochs = d.epochs;
     let progress = cx.progress;
