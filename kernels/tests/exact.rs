@@ -488,3 +488,114 @@ fn depthwise2d_large_windows() {
         }
     }
 }
+
+fn add_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
+    use temper_kernels::reference::eltwise::{add_multipliers, AddArgs};
+    let c = if r.chance(30) { r.pick(&[1, 15, 16, 17, 31, 32, 33, 64]) } else { r.usize(1, 70) };
+    let out = Nhwc::new(r.usize(1, 2), r.usize(1, 9), r.usize(1, 9), c);
+    let shape_of = |r: &mut Rng| {
+        if r.chance(75) {
+            out
+        } else {
+            let pick = |r: &mut Rng, d: usize| if r.chance(50) { 1 } else { d };
+            Nhwc::new(pick(r, out.n), pick(r, out.h), pick(r, out.w), pick(r, out.c))
+        }
+    };
+    let (sa, sb) = (shape_of(r), shape_of(r));
+    let a = activations(r, sa.len());
+    let b = activations(r, sb.len());
+    let (a_mult, b_mult, shift) = match r.usize(0, 5) {
+        // raw parameters: any multipliers within the reference's no-overflow bound
+        0 => {
+            let shift = r.range(1, 62) as i32;
+            let am = r.range(-(1 << 31), (1 << 31) - 1) as i32;
+            let bm = r.range(-(1 << 31), (1 << 31) - 1) as i32;
+            (am, bm, shift)
+        }
+        1 => (i32::MAX, if r.chance(50) { i32::MIN + 1 } else { i32::MAX }, r.range(28, 40) as i32),
+        _ => {
+            let scale = |r: &mut Rng| 0.001 * (1 + r.usize(0, 3000)) as f64;
+            let (am, bm, s) = add_multipliers(scale(r), scale(r), scale(r)).unwrap();
+            (am, if r.chance(20) { -bm } else { bm }, s)
+        }
+    };
+    let zp = r.range(-128, 127) as i32;
+    let (min, max) = match r.usize(0, 2) {
+        0 => (-128, 127),
+        1 => (zp, 127),
+        _ => {
+            let x = r.range(-128, 127) as i32;
+            let y = r.range(-128, 127) as i32;
+            (x.min(y), x.max(y))
+        }
+    };
+    let args = AddArgs {
+        a: &a,
+        a_shape: sa,
+        a_zp: r.range(-128, 127) as i32,
+        a_mult,
+        b: &b,
+        b_shape: sb,
+        b_zp: r.range(-128, 127) as i32,
+        b_mult,
+        shift,
+        out_shape: out,
+        out_zp: zp,
+        min,
+        max,
+    };
+    let olen = out.len() + GUARD;
+    let mut want = vec![SENTINEL; olen];
+    (SCALAR.add)(&args, &mut want);
+    let desc = format!("case {case}: a {sa:?} b {sb:?} out {out:?} mult {a_mult}/{b_mult} shift {shift}");
+    for (var, kern) in kernels {
+        let mut got = vec![SENTINEL; olen];
+        (kern.add)(&args, &mut got);
+        check_equal("add", var.name, &desc, &want, &got);
+    }
+}
+
+#[test]
+fn add_matches_reference() {
+    let kernels = runnable();
+    let mut r = Rng::new(7);
+    let n = cases(400);
+    for case in 0..n {
+        add_case(&mut r, &kernels, case);
+    }
+    println!("add: {n} random cases");
+}
+
+#[test]
+fn max_pool_matches_reference() {
+    let kernels = runnable();
+    let mut r = Rng::new(8);
+    let n = cases(300);
+    for case in 0..n {
+        let mut g = geometry(&mut r, true);
+        g.groups = 1;
+        if r.chance(30) {
+            // the usual 2×2 / 3×3 stride-2 pooling shapes
+            let k = r.pick(&[2, 3]);
+            let (h, w) = (r.usize(k, 15), r.usize(k, 15));
+            g = finish((h, w, (h - k) / 2 + 1, (w - k) / 2 + 1, k, k, 2, 2, 1, 0, 0, 1), 1, g.input.c, g.input.c);
+        }
+        let input = activations(&mut r, g.input.len());
+        let (min, max) = if r.chance(50) {
+            (-128, 127)
+        } else {
+            let x = r.range(-128, 127) as i32;
+            let y = r.range(-128, 127) as i32;
+            (x.min(y), x.max(y))
+        };
+        let olen = g.output.len() + GUARD;
+        let mut want = vec![SENTINEL; olen];
+        (SCALAR.max_pool)(&g, &input, &mut want, min, max);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; olen];
+            (kern.max_pool)(&g, &input, &mut got, min, max);
+            check_equal("max_pool", var.name, &format!("case {case}: {g:?} clamp [{min}, {max}]"), &want, &got);
+        }
+    }
+    println!("max_pool: {n} random cases");
+}

@@ -19,7 +19,7 @@ mod neon;
 use crate::dispatch::{Kernels, Level, Variant, SCALAR};
 use crate::driver;
 use crate::features::Features;
-use crate::params::Gemm;
+use crate::params::{Conv2d, Gemm};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
 
 const REQ_NEON: Features = Level::Neon.required();
@@ -30,7 +30,17 @@ const REQ_I8MM: Features = Level::NeonI8mm.required();
 fn conv_neon(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
     driver::conv2d_im2col(a, out, scratch, neon::gemm, None)
 }
-static NEON: Kernels = Kernels { level: Level::Neon, gemm: neon::gemm, conv2d: conv_neon, depthwise2d: neon::depthwise };
+fn maxpool_neon(g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32) {
+    driver::max_pool(g, x, y, lo, hi)
+}
+static NEON: Kernels = Kernels {
+    level: Level::Neon,
+    gemm: neon::gemm,
+    conv2d: conv_neon,
+    depthwise2d: neon::depthwise,
+    add: neon::add,
+    max_pool: maxpool_neon,
+};
 
 // --- DotProd -----------------------------------------------------------------------------------
 fn gemm_dot(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
@@ -50,7 +60,8 @@ fn conv_dot(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
 fn dw_neon(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
     neon::depthwise(a, out)
 }
-static DOT: Kernels = Kernels { level: Level::NeonDot, gemm: gemm_dot, conv2d: conv_dot, depthwise2d: dw_neon };
+static DOT: Kernels =
+    Kernels { level: Level::NeonDot, gemm: gemm_dot, conv2d: conv_dot, depthwise2d: dw_neon, add: neon::add, max_pool: maxpool_neon };
 
 // --- I8MM --------------------------------------------------------------------------------------
 fn gemm_i8mm(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
@@ -67,7 +78,8 @@ fn gemm_i8mm(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
 fn conv_i8mm(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
     driver::conv2d_im2col(a, out, scratch, gemm_i8mm, None)
 }
-static I8MM: Kernels = Kernels { level: Level::NeonI8mm, gemm: gemm_i8mm, conv2d: conv_i8mm, depthwise2d: dw_neon };
+static I8MM: Kernels =
+    Kernels { level: Level::NeonI8mm, gemm: gemm_i8mm, conv2d: conv_i8mm, depthwise2d: dw_neon, add: neon::add, max_pool: maxpool_neon };
 
 /// Every table compiled for aarch64 (see [`crate::dispatch::variants`]).
 pub(crate) static VARIANTS: [Variant; 4] = [

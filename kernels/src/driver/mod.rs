@@ -6,8 +6,9 @@
 
 use crate::dispatch::IM2COL_ROWS;
 use crate::pack::{self, KR, NR};
-use crate::params::{Gemm, OutQuant};
+use crate::params::{Conv2d, Gemm, OutQuant};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
+use crate::reference::eltwise::AddArgs;
 
 /// A GEMM entry point, with the contract of [`crate::Kernels::gemm`].
 pub type GemmFn = fn(&Gemm<'_>, &mut [i8], usize);
@@ -396,6 +397,276 @@ fn interior(out: usize, inp: usize, s: usize, d: usize, kk: usize, pad: usize) -
     }
     let hi = ((inp + pad - span - 1) / s.max(1) + 1).min(out);
     (lo, hi.max(lo))
+}
+
+/// Max pooling, exactly [`crate::reference::pool::max_pool`], written for vectorization: the
+/// window of each output pixel is clipped to the input once, and channels go in fixed-size
+/// chunks (one vector `max` each once inlined into an entry point compiled with SIMD features).
+///
+/// `#[inline(always)]`: SIMD tables instantiate it inside their `#[target_feature]` entry points.
+#[inline(always)]
+pub fn max_pool(geom: &Conv2d, input: &[i8], out: &mut [i8], min: i32, max: i32) {
+    let g = geom;
+    assert!(g.input.c == g.output.c && g.input.n == g.output.n, "pool: input and output differ in batch or channels");
+    let c = g.output.c;
+    if g.output.is_empty() {
+        return;
+    }
+    assert!(out.len() >= g.output.len() && input.len() >= g.input.len(), "max_pool: buffer length");
+    let (lo, hi) = (min.clamp(-128, 127) as i8, max.clamp(-128, 127) as i8);
+    let (lo, hi) = (lo, hi.max(lo));
+    // taps of one row of the window that are inside the input: [kx0, kx1) for output column ox
+    let kx_range = |ox: usize| -> (usize, usize) {
+        let mut a = g.kw;
+        let mut b = 0;
+        for kx in 0..g.kw {
+            let ix = g.in_x(ox, kx);
+            if ix >= 0 && (ix as usize) < g.input.w {
+                a = a.min(kx);
+                b = kx + 1;
+            }
+        }
+        (a, b.max(a))
+    };
+    const MAX_TAPS: usize = 16;
+    let mut acc = [i8::MIN; 64];
+    let mut offs = [0usize; MAX_TAPS];
+    // interior pixels: every tap inside, at fixed offsets from the window's top-left cell
+    let taps = g.kh * g.kw;
+    let (ylo, yhi) = interior_y(g);
+    let (xlo, xhi) = interior_x(g);
+    let mut toff = [0usize; MAX_TAPS];
+    if taps <= MAX_TAPS {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                toff[ky * g.kw + kx] = (ky * g.dh * g.input.w + kx * g.dw) * c;
+            }
+        }
+    }
+    for n in 0..g.output.n {
+        for oy in 0..g.output.h {
+            if taps <= MAX_TAPS && oy >= ylo && oy < yhi && xlo < xhi {
+                let iy0 = oy * g.sh - g.pad_top;
+                for ox in xlo..xhi {
+                    let base = ((n * g.input.h + iy0) * g.input.w + ox * g.sw - g.pad_left) * c;
+                    let obase = ((n * g.output.h + oy) * g.output.w + ox) * c;
+                    let win = &input[base..base + toff[taps - 1] + c];
+                    let dst = &mut out[obase..obase + c];
+                    let mut c0 = 0;
+                    while c0 + 16 <= c {
+                        let mut v = [i8::MIN; 16];
+                        for &o in &toff[..taps] {
+                            let x: &[i8; 16] = win[o + c0..o + c0 + 16].try_into().unwrap_or(&[i8::MIN; 16]);
+                            for i in 0..16 {
+                                v[i] = v[i].max(x[i]);
+                            }
+                        }
+                        for x in v.iter_mut() {
+                            *x = (*x).clamp(lo, hi);
+                        }
+                        dst[c0..c0 + 16].copy_from_slice(&v);
+                        c0 += 16;
+                    }
+                    if c0 < c {
+                        let w = c - c0;
+                        let mut v = [i8::MIN; 16];
+                        for &o in &toff[..taps] {
+                            for (a, &x) in v[..w].iter_mut().zip(&win[o + c0..o + c]) {
+                                *a = (*a).max(x);
+                            }
+                        }
+                        for (d, &x) in dst[c0..].iter_mut().zip(&v[..w]) {
+                            *d = x.clamp(lo, hi);
+                        }
+                    }
+                }
+            }
+            for ox in 0..g.output.w {
+                if taps <= MAX_TAPS && oy >= ylo && oy < yhi && ox >= xlo && ox < xhi {
+                    continue;
+                }
+                let (kx0, kx1) = kx_range(ox);
+                let obase = ((n * g.output.h + oy) * g.output.w + ox) * c;
+                let dst = &mut out[obase..obase + c];
+                // input offsets of the taps inside the input
+                let mut nt = 0;
+                let mut many = false;
+                for ky in 0..g.kh {
+                    let iy = g.in_y(oy, ky);
+                    if iy < 0 || iy as usize >= g.input.h {
+                        continue;
+                    }
+                    for kx in kx0..kx1 {
+                        // dilation may skip columns: re-check each tap
+                        let ix = g.in_x(ox, kx);
+                        if ix < 0 || ix as usize >= g.input.w {
+                            continue;
+                        }
+                        if nt == MAX_TAPS {
+                            many = true;
+                            break;
+                        }
+                        offs[nt] = ((n * g.input.h + iy as usize) * g.input.w + ix as usize) * c;
+                        nt += 1;
+                    }
+                }
+                if many {
+                    // large windows: the reference loop for this pixel
+                    dst.fill(i8::MIN);
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let (iy, ix) = (g.in_y(oy, ky), g.in_x(ox, kx));
+                            if iy >= 0 && ix >= 0 && (iy as usize) < g.input.h && (ix as usize) < g.input.w {
+                                let s = ((n * g.input.h + iy as usize) * g.input.w + ix as usize) * c;
+                                max_into(dst, &input[s..s + c]);
+                            }
+                        }
+                    }
+                    for d in dst.iter_mut() {
+                        *d = (*d).clamp(lo, hi);
+                    }
+                    continue;
+                }
+                let offs = &offs[..nt];
+                let mut c0 = 0;
+                while c0 + 16 <= c {
+                    let mut v = [i8::MIN; 16];
+                    for &o in offs {
+                        let x: &[i8; 16] = input[o + c0..o + c0 + 16].try_into().unwrap_or(&[i8::MIN; 16]);
+                        for i in 0..16 {
+                            v[i] = v[i].max(x[i]);
+                        }
+                    }
+                    for x in v.iter_mut() {
+                        *x = (*x).clamp(lo, hi);
+                    }
+                    dst[c0..c0 + 16].copy_from_slice(&v);
+                    c0 += 16;
+                }
+                while c0 < c {
+                    let w = (c - c0).min(64);
+                    let acc = &mut acc[..w];
+                    acc.fill(i8::MIN);
+                    for &o in offs {
+                        max_into(acc, &input[o + c0..o + c0 + w]);
+                    }
+                    for (d, &x) in dst[c0..c0 + w].iter_mut().zip(acc.iter()) {
+                        *d = x.clamp(lo, hi);
+                    }
+                    c0 += w;
+                }
+            }
+        }
+    }
+}
+
+/// `acc[i] = max(acc[i], x[i])`, in fixed-size chunks so that each becomes one vector op.
+#[inline(always)]
+fn max_into(acc: &mut [i8], x: &[i8]) {
+    let x = &x[..acc.len()];
+    #[inline(always)]
+    fn chunks<const W: usize>(acc: &mut [i8], x: &[i8]) -> usize {
+        let n = acc.len() / W * W;
+        for (a, s) in acc[..n].chunks_exact_mut(W).zip(x[..n].chunks_exact(W)) {
+            let mut t = [0i8; W];
+            for i in 0..W {
+                t[i] = a[i].max(s[i]);
+            }
+            a.copy_from_slice(&t);
+        }
+        n
+    }
+    let mut done = chunks::<32>(acc, x);
+    done += chunks::<16>(&mut acc[done..], &x[done..]);
+    for (a, &s) in acc[done..].iter_mut().zip(&x[done..]) {
+        *a = (*a).max(s);
+    }
+}
+
+/// Loop constants of the SIMD additions (`a ⊕ b` without broadcasting), bit-exact with
+/// [`crate::reference::eltwise::add`].
+///
+/// The reference computes, in `i64`, `acc = (a − a_zp)·a_mult + (b − b_zp)·b_mult` and
+/// `r = (acc + 2^(s−1)) >> s`. The zero points and the rounding term go into one constant
+/// `C = 2^(s−1) − a_zp·a_mult − b_zp·b_mult`, and every multiplier is split into signed 16-bit
+/// digits `m = m1·2^16 + m0` (`m0 ∈ [−2^15, 2^15)`), so that 16×16-bit multiplies give
+/// `H = a·a_m1 + b·b_m1` and `L = a·a_m0 + b·b_m0` exactly in 32 bits. With
+/// `C = Ch·2^16 + Cl` (`0 ≤ Cl < 2^16`):
+///
+/// ```text
+/// a·a_mult + b·b_mult + C = 2^16·H' + (L + Cl) mod 2^16,   H' = H + Ch + ((L + Cl) >> 16)
+/// r = floor(H' / 2^(s−16))                                   (s ≥ 16; arithmetic shifts)
+/// ```
+///
+/// exact as long as `H'` fits in 32 bits, which [`AddFast::new`] checks (`16 ≤ s ≤ 46`, high
+/// digits in i16). `clamp(r + out_zp, min, max)` is then evaluated as
+/// `clamp(sat16(r) +sat out_zp, min, max)`, equal because the saturations keep values outside
+/// `[-128, 127]` outside. Broadcasting inputs and other parameters go to the reference.
+#[derive(Clone, Copy, Debug)]
+pub struct AddFast {
+    /// High digit of `a_mult`.
+    pub a1: i16,
+    /// Low digit of `a_mult`.
+    pub a0: i16,
+    /// High digit of `b_mult`.
+    pub b1: i16,
+    /// Low digit of `b_mult`.
+    pub b0: i16,
+    /// `C >> 16`.
+    pub ch: i32,
+    /// `C & 0xffff`.
+    pub cl: i32,
+    /// `s − 16`.
+    pub sh: i32,
+}
+
+impl AddFast {
+    /// The constants when `args` qualifies: no broadcasting, `16 ≤ shift ≤ 46`, zero points in
+    /// range, digits in i16, and `a`, `b`, `out` long enough.
+    pub fn new(args: &AddArgs<'_>, out: &[i8]) -> Option<AddFast> {
+        let n = args.out_shape.len();
+        if args.a_shape != args.out_shape || args.b_shape != args.out_shape || args.a.len() < n || args.b.len() < n || out.len() < n {
+            return None;
+        }
+        if !(16..=46).contains(&args.shift) || !(-128..=127).contains(&args.a_zp) || !(-128..=127).contains(&args.b_zp) {
+            return None;
+        }
+        if !(-128..=args.max).contains(&args.min) || args.max > 127 || !(-128..=127).contains(&args.out_zp) {
+            return None;
+        }
+        let split = |m: i32| -> Option<(i16, i16)> {
+            let m0 = m as i16;
+            let m1 = (m as i64 - m0 as i64) >> 16;
+            Some((i16::try_from(m1).ok()?, m0))
+        };
+        let (a1, a0) = split(args.a_mult)?;
+        let (b1, b0) = split(args.b_mult)?;
+        let c = (1i64 << (args.shift - 1)) - args.a_zp as i64 * args.a_mult as i64 - args.b_zp as i64 * args.b_mult as i64;
+        let ch = c >> 16;
+        // |H| ≤ 2·128·2^15 = 2^23 and the carry is below 2^8: H' fits when |Ch| < 2^30.
+        if ch.abs() >= 1 << 30 {
+            return None;
+        }
+        Some(AddFast { a1, a0, b1, b0, ch: ch as i32, cl: (c & 0xffff) as i32, sh: args.shift - 16 })
+    }
+
+    /// `(b1 << 16) | a1` (an `(a, b)` i16 pair per 32-bit lane, for `pmaddwd`).
+    pub fn pair_hi(&self) -> i32 {
+        ((self.b1 as u16 as u32) << 16 | self.a1 as u16 as u32) as i32
+    }
+
+    /// `(b0 << 16) | a0`.
+    pub fn pair_lo(&self) -> i32 {
+        ((self.b0 as u16 as u32) << 16 | self.a0 as u16 as u32) as i32
+    }
+}
+
+/// Element `i` of an addition without broadcasting, the reference way (vector tails).
+#[inline(always)]
+pub fn add_one(args: &AddArgs<'_>, i: usize) -> i8 {
+    let acc = (args.a[i] as i64 - args.a_zp as i64) * args.a_mult as i64 + (args.b[i] as i64 - args.b_zp as i64) * args.b_mult as i64;
+    let v = crate::requant::requantize_i64(acc, args.shift) as i64 + args.out_zp as i64;
+    v.clamp(args.min as i64, args.max as i64) as i8
 }
 
 #[cfg(test)]
