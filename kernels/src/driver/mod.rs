@@ -298,6 +298,10 @@ fn gather_run(a: &ConvArgs<'_>, n: usize, oy: usize, x0: usize, len: usize, rows
     let span = g.kw * g.input.c;
     let step = g.sw * g.input.c;
     let pad = (a.input_zp as i8) ^ xor;
+    if span <= 16 {
+        gather_run_small(a, n, oy, x0, len, rows, kpad, xor);
+        return;
+    }
     for ky in 0..g.kh {
         let iy = g.in_y(oy, ky);
         let dst = rows.chunks_exact_mut(kpad).map(|r| &mut r[ky * span..(ky + 1) * span]);
@@ -318,6 +322,86 @@ fn gather_run(a: &ConvArgs<'_>, n: usize, oy: usize, x0: usize, len: usize, rows
     for r in rows.chunks_exact_mut(kpad) {
         for b in r[k..].iter_mut() {
             *b = 0;
+        }
+    }
+}
+
+/// [`gather_run`] for kernel rows of at most 16 bytes (`kw · c ≤ 16`, e.g. a first layer on a
+/// grayscale or RGB image): pixel by pixel, each kernel row is one 16-byte copy that may spill
+/// into the bytes after it, which the next copy (or the next pixel's row) overwrites; only copies
+/// that would leave `rows` or read past the input are cut to their exact length.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gather_run_small(a: &ConvArgs<'_>, n: usize, oy: usize, x0: usize, len: usize, rows: &mut [i8], kpad: usize, xor: i8) {
+    let g = &a.geom;
+    let k = g.k();
+    let span = g.kw * g.input.c;
+    let step = g.sw * g.input.c;
+    let pad = [(a.input_zp as i8) ^ xor; 16];
+    // input offset of each kernel row's first byte for pixel x0 (None: a padding row)
+    let mut src = [None; 16];
+    let kh = g.kh.min(16);
+    for (ky, s) in src.iter_mut().enumerate().take(kh) {
+        let iy = g.in_y(oy, ky);
+        if iy >= 0 && (iy as usize) < g.input.h {
+            *s = Some(((n * g.input.h + iy as usize) * g.input.w + g.in_x(x0, 0) as usize) * g.input.c);
+        }
+    }
+    let total = rows.len();
+    for j in 0..len {
+        let base = j * kpad;
+        for ky in 0..g.kh {
+            let v: [i8; 16] = match src.get(ky).copied().flatten() {
+                Some(s0) => {
+                    let s = s0 + j * step;
+                    match a.input.get(s..s + 16) {
+                        Some(x) => {
+                            let mut v = [0i8; 16];
+                            for (d, &b) in v.iter_mut().zip(x) {
+                                *d = b ^ xor;
+                            }
+                            v
+                        }
+                        None => {
+                            let mut v = pad;
+                            for (d, &b) in v.iter_mut().zip(&a.input[s..s + span]) {
+                                *d = b ^ xor;
+                            }
+                            v
+                        }
+                    }
+                }
+                None if ky < 16 => pad,
+                None => {
+                    // more than 16 kernel rows: compute the offset directly
+                    let iy = g.in_y(oy, ky);
+                    if iy >= 0 && (iy as usize) < g.input.h {
+                        let s = ((n * g.input.h + iy as usize) * g.input.w + g.in_x(x0 + j, 0) as usize) * g.input.c;
+                        let mut v = pad;
+                        for (d, &b) in v.iter_mut().zip(&a.input[s..s + span]) {
+                            *d = b ^ xor;
+                        }
+                        v
+                    } else {
+                        pad
+                    }
+                }
+            };
+            let off = base + ky * span;
+            if off + 16 <= total {
+                rows[off..off + 16].copy_from_slice(&v);
+            } else {
+                rows[off..off + span].copy_from_slice(&v[..span]);
+            }
+        }
+        // K padding (at most 3 bytes): one 4-byte store where it fits (spilling into the next row,
+        // which is written afterwards), so that no `memset` call is emitted per pixel
+        if base + k + 4 <= total {
+            rows[base + k..base + k + 4].copy_from_slice(&[0; 4]);
+        } else {
+            for b in &mut rows[base + k..base + kpad] {
+                *b = 0;
+            }
         }
     }
 }
