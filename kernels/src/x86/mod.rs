@@ -22,6 +22,7 @@
 //! with `0x80` so their inner loop skips the flip.
 
 mod avx2;
+mod dw512;
 mod eltwise;
 mod vnni;
 
@@ -111,7 +112,7 @@ entry!(gemm_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (g:
 entry!(gemm_avx512_u8, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (g: &Gemm<'_>, c: &mut [i8], ldc: usize),
     vnni::gemm512::<true>(g, c, ldc));
 entry!(dw_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &DepthwiseArgs<'_>, out: &mut [i8]),
-    avx2::depthwise(a, out));
+    dw512::depthwise(a, out));
 entry!(conv_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512,
     (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
     driver::conv2d_im2col(a, out, scratch, gemm_avx512, Some(gemm_avx512_u8)));
