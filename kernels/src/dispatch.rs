@@ -11,6 +11,7 @@ use crate::features::Features;
 use crate::params::{Conv2d, Gemm};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
 use crate::reference::eltwise::AddArgs;
+use crate::reference::pool::AvgPoolArgs;
 use core::fmt;
 
 /// A kernel path. Ordered from the most portable to the most specialised within an ISA family.
@@ -92,6 +93,8 @@ pub struct Kernels {
     pub add: fn(&AddArgs<'_>, &mut [i8]),
     /// Max pooling: `(geometry, input, output, min, max)`.
     pub max_pool: fn(&Conv2d, &[i8], &mut [i8], i32, i32),
+    /// Average pooling.
+    pub avg_pool: fn(&AvgPoolArgs, &[i8], &mut [i8]),
 }
 
 impl fmt::Debug for Kernels {
@@ -124,6 +127,7 @@ pub static SCALAR: Kernels = Kernels {
     depthwise2d: crate::reference::depthwise2d,
     add: crate::reference::eltwise::add,
     max_pool: crate::reference::pool::max_pool,
+    avg_pool: crate::reference::pool::avg_pool,
 };
 
 /// One compiled kernel table and the CPU features its code needs.

@@ -599,3 +599,50 @@ fn max_pool_matches_reference() {
     }
     println!("max_pool: {n} random cases");
 }
+
+#[test]
+fn avg_pool_matches_reference() {
+    use temper_kernels::reference::pool::{global_geometry, AvgPoolArgs};
+    let kernels = runnable();
+    let mut r = Rng::new(9);
+    let n = cases(200);
+    for case in 0..n {
+        let geom = if r.chance(60) {
+            let c = if r.chance(30) { r.pick(&[1, 16, 63, 64, 65, 640]) } else { r.usize(1, 130) };
+            global_geometry(Nhwc::new(r.usize(1, 2), r.usize(1, 9), r.usize(1, 9), c))
+        } else {
+            let mut g = geometry(&mut r, true);
+            g.groups = 1;
+            g.dh = 1;
+            g.dw = 1;
+            g
+        };
+        let input = activations(&mut r, geom.input.len());
+        let (mult, shift) = match r.usize(0, 3) {
+            0 => (1 << 30, 30),
+            1 => (r.range(1 << 30, i32::MAX as i64) as i32, r.range(1, 62) as i32),
+            _ => (r.range(1 << 30, i32::MAX as i64) as i32, r.range(28, 34) as i32),
+        };
+        let zp = r.range(-128, 127) as i32;
+        let (min, max) = if r.chance(50) { (-128, 127) } else { (zp.max(-128), 127) };
+        let args = AvgPoolArgs {
+            geom,
+            count_include_pad: r.chance(50),
+            input_zp: r.range(-128, 127) as i32,
+            mult,
+            shift,
+            out_zp: zp,
+            min,
+            max,
+        };
+        let olen = geom.output.len() + GUARD;
+        let mut want = vec![SENTINEL; olen];
+        (SCALAR.avg_pool)(&args, &input, &mut want);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; olen];
+            (kern.avg_pool)(&args, &input, &mut got);
+            check_equal("avg_pool", var.name, &format!("case {case}: {args:?}"), &want, &got);
+        }
+    }
+    println!("avg_pool: {n} random cases");
+}

@@ -329,7 +329,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     min: p[11],
                     max: p[12],
                 };
-                r::pool::avg_pool(&args, i8s(xin), i8s_mut(out));
+                (k.avg_pool)(&args, i8s(xin), i8s_mut(out));
             }
             OpCode::Lut => {
                 let [xin, out] = regions(arena, [xr, yr]);

@@ -21,6 +21,7 @@ use crate::driver;
 use crate::features::Features;
 use crate::params::{Conv2d, Gemm};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
+use crate::reference::pool::AvgPoolArgs;
 
 const REQ_NEON: Features = Level::Neon.required();
 const REQ_DOT: Features = Level::NeonDot.required();
@@ -29,6 +30,9 @@ const REQ_I8MM: Features = Level::NeonI8mm.required();
 // --- NEON --------------------------------------------------------------------------------------
 fn conv_neon(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
     driver::conv2d_im2col(a, out, scratch, neon::gemm, None)
+}
+fn avgpool_neon(a: &AvgPoolArgs, x: &[i8], y: &mut [i8]) {
+    driver::avg_pool(a, x, y)
 }
 fn maxpool_neon(g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32) {
     driver::max_pool(g, x, y, lo, hi)
@@ -40,6 +44,7 @@ static NEON: Kernels = Kernels {
     depthwise2d: neon::depthwise,
     add: neon::add,
     max_pool: maxpool_neon,
+    avg_pool: avgpool_neon,
 };
 
 // --- DotProd -----------------------------------------------------------------------------------
@@ -60,8 +65,15 @@ fn conv_dot(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
 fn dw_neon(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
     neon::depthwise(a, out)
 }
-static DOT: Kernels =
-    Kernels { level: Level::NeonDot, gemm: gemm_dot, conv2d: conv_dot, depthwise2d: dw_neon, add: neon::add, max_pool: maxpool_neon };
+static DOT: Kernels = Kernels {
+    level: Level::NeonDot,
+    gemm: gemm_dot,
+    conv2d: conv_dot,
+    depthwise2d: dw_neon,
+    add: neon::add,
+    max_pool: maxpool_neon,
+    avg_pool: avgpool_neon,
+};
 
 // --- I8MM --------------------------------------------------------------------------------------
 fn gemm_i8mm(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
@@ -78,8 +90,15 @@ fn gemm_i8mm(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
 fn conv_i8mm(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
     driver::conv2d_im2col(a, out, scratch, gemm_i8mm, None)
 }
-static I8MM: Kernels =
-    Kernels { level: Level::NeonI8mm, gemm: gemm_i8mm, conv2d: conv_i8mm, depthwise2d: dw_neon, add: neon::add, max_pool: maxpool_neon };
+static I8MM: Kernels = Kernels {
+    level: Level::NeonI8mm,
+    gemm: gemm_i8mm,
+    conv2d: conv_i8mm,
+    depthwise2d: dw_neon,
+    add: neon::add,
+    max_pool: maxpool_neon,
+    avg_pool: avgpool_neon,
+};
 
 /// Every table compiled for aarch64 (see [`crate::dispatch::variants`]).
 pub(crate) static VARIANTS: [Variant; 4] = [

@@ -9,6 +9,7 @@ use crate::pack::{self, KR, NR};
 use crate::params::{Conv2d, Gemm, OutQuant};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
 use crate::reference::eltwise::AddArgs;
+use crate::reference::pool::AvgPoolArgs;
 
 /// A GEMM entry point, with the contract of [`crate::Kernels::gemm`].
 pub type GemmFn = fn(&Gemm<'_>, &mut [i8], usize);
@@ -751,6 +752,55 @@ pub fn add_one(args: &AddArgs<'_>, i: usize) -> i8 {
     let acc = (args.a[i] as i64 - args.a_zp as i64) * args.a_mult as i64 + (args.b[i] as i64 - args.b_zp as i64) * args.b_mult as i64;
     let v = crate::requant::requantize_i64(acc, args.shift) as i64 + args.out_zp as i64;
     v.clamp(args.min as i64, args.max as i64) as i8
+}
+
+/// Average pooling, exactly [`crate::reference::pool::avg_pool`]. Global pooling (one window
+/// covering the whole unpadded input, the usual classifier head) sums each channel over the
+/// pixels in i32 lanes, chunks of 64 channels at a time (vectorized once inlined into a SIMD entry
+/// point), and finishes with the reference's exact [`mean_requant`]; other windows use the
+/// reference.
+///
+/// [`mean_requant`]: crate::reference::pool::mean_requant
+#[inline(always)]
+pub fn avg_pool(args: &AvgPoolArgs, input: &[i8], out: &mut [i8]) {
+    let g = &args.geom;
+    let global = g.kh == g.input.h
+        && g.kw == g.input.w
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && g.output.h == 1
+        && g.output.w == 1
+        && g.input.c == g.output.c
+        && g.input.n == g.output.n
+        && g.input.h * g.input.w < 1 << 23;
+    if !global || g.output.is_empty() || input.len() < g.input.len() || out.len() < g.output.len() {
+        crate::reference::pool::avg_pool(args, input, out);
+        return;
+    }
+    let c = g.input.c;
+    let pixels = g.input.h * g.input.w;
+    let count = pixels as u64; // every cell is inside the input
+    let zp = args.input_zp as i64;
+    for n in 0..g.input.n {
+        let img = &input[n * pixels * c..(n + 1) * pixels * c];
+        let mut c0 = 0;
+        while c0 < c {
+            let w = (c - c0).min(64);
+            let mut acc = [0i32; 64];
+            for px in 0..pixels {
+                let x = &img[px * c + c0..px * c + c0 + w];
+                for (a, &v) in acc[..w].iter_mut().zip(x) {
+                    *a += v as i32;
+                }
+            }
+            for (j, &s) in acc[..w].iter().enumerate() {
+                let sum = s as i64 - zp * pixels as i64;
+                let v = crate::reference::pool::mean_requant(sum, count, args.mult, args.shift) + args.out_zp as i64;
+                out[n * c + c0 + j] = v.clamp(args.min as i64, args.max as i64) as i8;
+            }
+            c0 += w;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use crate::features::Features;
 use crate::params::{Conv2d, Gemm};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
 use crate::reference::eltwise::AddArgs;
+use crate::reference::pool::AvgPoolArgs;
 
 const REQ_AVX2: Features = Features::AVX2;
 const REQ_AVXVNNI: Features = Features(Features::AVX2.0 | Features::AVXVNNI.0);
@@ -62,9 +63,17 @@ entry!(dw_avx2, "avx2", REQ_AVX2, (a: &DepthwiseArgs<'_>, out: &mut [i8]), avx2:
 entry!(conv_avx2, "avx2", REQ_AVX2, (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
     driver::conv2d_im2col(a, out, scratch, gemm_avx2, None));
 entry!(add_avx2, "avx2", REQ_AVX2, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
+entry!(avgpool_avx2, "avx2", REQ_AVX2, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
 entry!(maxpool_avx2, "avx2", REQ_AVX2, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
-static AVX2: Kernels =
-    Kernels { level: Level::Avx2, gemm: gemm_avx2, conv2d: conv_avx2, depthwise2d: dw_avx2, add: add_avx2, max_pool: maxpool_avx2 };
+static AVX2: Kernels = Kernels {
+    level: Level::Avx2,
+    gemm: gemm_avx2,
+    conv2d: conv_avx2,
+    depthwise2d: dw_avx2,
+    add: add_avx2,
+    max_pool: maxpool_avx2,
+    avg_pool: avgpool_avx2,
+};
 
 // --- AVX-VNNI (VEX) ---------------------------------------------------------------------------
 entry!(gemm_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (g: &Gemm<'_>, c: &mut [i8], ldc: usize),
@@ -75,6 +84,7 @@ entry!(dw_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &DepthwiseArgs<'_>, out: &mu
 entry!(conv_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
     driver::conv2d_im2col(a, out, scratch, gemm_avxvnni, Some(gemm_avxvnni_u8)));
 entry!(add_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
+entry!(avgpool_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
 entry!(maxpool_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
 static AVXVNNI: Kernels = Kernels {
     level: Level::AvxVnni,
@@ -83,6 +93,7 @@ static AVXVNNI: Kernels = Kernels {
     depthwise2d: dw_avxvnni,
     add: add_avxvnni,
     max_pool: maxpool_avxvnni,
+    avg_pool: avgpool_avxvnni,
 };
 
 // --- 256-bit VNNI, EVEX encoding (test stand-in for AVX-VNNI) ----------------------------------
@@ -96,6 +107,7 @@ entry!(conv_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX,
     (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
     driver::conv2d_im2col(a, out, scratch, gemm_vnni256e, Some(gemm_vnni256e_u8)));
 entry!(add_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
+entry!(avgpool_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
 entry!(maxpool_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
 static VNNI256_EVEX: Kernels = Kernels {
     level: Level::AvxVnni,
@@ -104,6 +116,7 @@ static VNNI256_EVEX: Kernels = Kernels {
     depthwise2d: dw_vnni256e,
     add: add_vnni256e,
     max_pool: maxpool_vnni256e,
+    avg_pool: avgpool_vnni256e,
 };
 
 // --- AVX-512 VNNI ------------------------------------------------------------------------------
@@ -117,6 +130,7 @@ entry!(conv_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512,
     (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
     driver::conv2d_im2col(a, out, scratch, gemm_avx512, Some(gemm_avx512_u8)));
 entry!(add_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx512(a, out));
+entry!(avgpool_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
 entry!(maxpool_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
 static AVX512: Kernels = Kernels {
     level: Level::Avx512Vnni,
@@ -125,6 +139,7 @@ static AVX512: Kernels = Kernels {
     depthwise2d: dw_avx512,
     add: add_avx512,
     max_pool: maxpool_avx512,
+    avg_pool: avgpool_avx512,
 };
 
 /// Every table compiled for x86_64 (see [`crate::dispatch::variants`]).
