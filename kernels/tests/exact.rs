@@ -625,16 +625,8 @@ fn avg_pool_matches_reference() {
         };
         let zp = r.range(-128, 127) as i32;
         let (min, max) = if r.chance(50) { (-128, 127) } else { (zp.max(-128), 127) };
-        let args = AvgPoolArgs {
-            geom,
-            count_include_pad: r.chance(50),
-            input_zp: r.range(-128, 127) as i32,
-            mult,
-            shift,
-            out_zp: zp,
-            min,
-            max,
-        };
+        let args =
+            AvgPoolArgs { geom, count_include_pad: r.chance(50), input_zp: r.range(-128, 127) as i32, mult, shift, out_zp: zp, min, max };
         let olen = geom.output.len() + GUARD;
         let mut want = vec![SENTINEL; olen];
         (SCALAR.avg_pool)(&args, &input, &mut want);
@@ -645,4 +637,50 @@ fn avg_pool_matches_reference() {
         }
     }
     println!("avg_pool: {n} random cases");
+}
+
+#[test]
+fn depthwise2d_real_layers() {
+    // MobileNetV2-like depthwise layers (smaller images): 16 channels (pixel pairs), channel
+    // tails, stride 2, 5×5.
+    let kernels = runnable();
+    let mut r = Rng::new(10);
+    let shapes: [(usize, usize, usize, usize, usize, usize); 7] = [
+        // (h, w, c, k, stride, pad)
+        (20, 20, 16, 3, 1, 1),
+        (21, 19, 16, 3, 2, 1),
+        (14, 14, 96, 3, 2, 1),
+        (9, 9, 144, 3, 1, 1),
+        (7, 7, 40, 5, 1, 2),
+        (10, 11, 16, 5, 1, 2),
+        (6, 6, 8, 3, 1, 1),
+    ];
+    for (case, &(h, w, c, k, s, pad)) in shapes.iter().enumerate() {
+        let g = Conv2d {
+            input: Nhwc::new(1, h, w, c),
+            output: Nhwc::new(1, (h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1, c),
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            dh: 1,
+            dw: 1,
+            pad_top: pad,
+            pad_left: pad,
+            groups: c,
+        };
+        let input = activations(&mut r, g.input.len());
+        let za = r.range(-128, 127) as i32;
+        let wts = weights(&mut r, k * k * c);
+        let bias: Vec<i32> = (0..c).map(|_| r.range(-(1 << 20), 1 << 20) as i32).collect();
+        let qu = quant(&mut r, c, bits_for(k * k));
+        let args = DepthwiseArgs { geom: g, input: &input, input_zp: za, weights: &wts, bias: &bias, q: qu.q() };
+        let mut want = vec![SENTINEL; g.output.len() + GUARD];
+        (SCALAR.depthwise2d)(&args, &mut want);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; g.output.len() + GUARD];
+            (kern.depthwise2d)(&args, &mut got);
+            check_equal("depthwise2d", var.name, &format!("layer {case}: {g:?}"), &want, &got);
+        }
+    }
 }

@@ -184,14 +184,31 @@ const fn lane_channel(h: usize, i: usize) -> usize {
     8 * (i / 4) + 4 * h + i % 4
 }
 
-/// The constants of channels `c0 .. c0 + 32`.
+/// The i16 weights of channels `off ..` (the `mask` ones), or with `dup` the 16 channels at `off`
+/// repeated in both halves (pixel pairs).
+///
+/// # Safety
+/// AVX-512BW/VL; the bytes read are inside the weights.
+#[inline(always)]
+unsafe fn wload(wp: *const i8, off: usize, mask: __mmask32, dup: bool) -> __m512i {
+    // SAFETY: per the contract.
+    unsafe {
+        if dup {
+            _mm512_cvtepi8_epi16(_mm256_broadcastsi128_si256(_mm_loadu_si128(wp.add(off).cast())))
+        } else {
+            _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, wp.add(off)))
+        }
+    }
+}
+
+/// The constants of channels `c0 .. c0 + 32` (with `dup`: channels `0 .. 16` twice, `c = 16`).
 ///
 /// # Safety
 /// AVX-512F/BW/VL; `a` validated by `check_depthwise`, `c0 < c`.
 #[inline(always)]
-unsafe fn block(a: &DepthwiseArgs<'_>, taps: usize, c0: usize, blk: &mut Block) {
+unsafe fn block(a: &DepthwiseArgs<'_>, taps: usize, c0: usize, dup: bool, blk: &mut Block) {
     let c = a.geom.output.c;
-    let valid = (c - c0).min(32);
+    let valid = if dup { 32 } else { (c - c0).min(32) };
     let per_tensor = a.q.mult.len() == 1;
     let mut bias = [[0i32; 16]; 2];
     let mut mult = [[0i32; 16]; 2];
@@ -201,6 +218,7 @@ unsafe fn block(a: &DepthwiseArgs<'_>, taps: usize, c0: usize, blk: &mut Block) 
         for i in 0..16 {
             let ch = lane_channel(h, i);
             if ch < valid {
+                let ch = if dup { ch % 16 } else { ch };
                 let q = if per_tensor { 0 } else { c0 + ch };
                 bias[h][i] = a.bias[c0 + ch];
                 mult[h][i] = a.q.mult[q];
@@ -220,12 +238,8 @@ unsafe fn block(a: &DepthwiseArgs<'_>, taps: usize, c0: usize, blk: &mut Block) 
         let wp = a.weights.as_ptr();
         let mut t = 0;
         while t < taps {
-            let w0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, wp.add(t * c + c0)));
-            let w1 = if t + 1 < taps {
-                _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, wp.add((t + 1) * c + c0)))
-            } else {
-                _mm512_setzero_si512()
-            };
+            let w0 = wload(wp, t * c + c0, mask, dup);
+            let w1 = if t + 1 < taps { wload(wp, (t + 1) * c + c0, mask, dup) } else { _mm512_setzero_si512() };
             blk.w[t] = _mm512_unpacklo_epi16(w0, w1);
             blk.w[t + 1] = _mm512_unpackhi_epi16(w0, w1);
             t += 2;
@@ -269,6 +283,10 @@ unsafe fn dw<const T: usize>(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
             rq: [Rq16 { m: _mm512_setzero_si512(), s: _mm512_setzero_si512(), fast: false }; 2],
             mask: 0,
         };
+        // 16 channels, horizontal stride 1: two neighbouring interior pixels fill one register
+        // (their windows are 16 bytes apart), with the block constants duplicated
+        let pairs = c == 16 && g.sw == 1;
+        let mut blk2 = Block { w: blk.w, bias: blk.bias, rq: blk.rq, mask: 0 };
         let inp = a.input.as_ptr();
         let outp = out.as_mut_ptr();
         for n in 0..g.output.n {
@@ -277,7 +295,10 @@ unsafe fn dw<const T: usize>(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
                 let y1 = (y0 + BAND).min(g.output.h);
                 let mut c0 = 0;
                 while c0 < c {
-                    block(a, taps, c0, &mut blk);
+                    block(a, taps, c0, false, &mut blk);
+                    if pairs {
+                        block(a, taps, 0, true, &mut blk2);
+                    }
                     let full = c0 + 32 <= c;
                     for oy in y0..y1 {
                         let iy0 = (oy * g.sh) as isize - g.pad_top as isize;
@@ -302,7 +323,16 @@ unsafe fn dw<const T: usize>(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
                         if rlo < rhi {
                             let base = ((n * g.input.h + iy0 as usize) * g.input.w + rlo * g.sw - g.pad_left) * c + c0;
                             let step = g.sw * c;
-                            for (j, ox) in (rlo..rhi).enumerate() {
+                            let mut j0 = 0;
+                            if pairs {
+                                while j0 + 2 <= rhi - rlo {
+                                    let p = inp.add(base + j0 * step);
+                                    let (lo, hi) = accumulate!(taps, &blk2, |t| ld::<true>(p.add(toff[t]), blk2.mask));
+                                    store(lo, hi, &blk2, &o, outp.add((orow + rlo + j0) * c));
+                                    j0 += 2;
+                                }
+                            }
+                            for (j, ox) in (rlo..rhi).enumerate().skip(j0) {
                                 let p = inp.add(base + j * step);
                                 let (lo, hi) = if full {
                                     accumulate!(taps, &blk, |t| ld::<true>(p.add(toff[t]), blk.mask))
