@@ -4,7 +4,7 @@
 //! of independent `vpdpbusd zmm`, timed in this binary).
 //!
 //! ```text
-//! cargo run --release -p temper-kernels --example gemm_bench [-- --quick]
+//! cargo run --release -p temper-kernels --example gemm_bench [-- --quick] [--only VARIANT ...]
 //! ```
 
 use std::hint::black_box;
@@ -75,7 +75,11 @@ fn vnni_peak() -> Option<f64> {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let budget = Duration::from_millis(if quick { 60 } else { 400 });
-    let tables: Vec<(&str, &Kernels)> = variants().iter().filter_map(|v| v.kernels().map(|k| (v.name, k))).collect();
+    // `--only NAME` (repeatable) restricts the run to some variants.
+    let argv: Vec<String> = std::env::args().collect();
+    let only: Vec<&str> = argv.windows(2).filter(|w| w[0] == "--only").map(|w| w[1].as_str()).collect();
+    let tables: Vec<(&str, &Kernels)> =
+        variants().iter().filter(|v| only.is_empty() || only.contains(&v.name)).filter_map(|v| v.kernels().map(|k| (v.name, k))).collect();
     for v in variants() {
         if v.kernels().is_none() {
             println!("skipped {}: CPU lacks {}", v.name, v.missing());

@@ -71,6 +71,19 @@ impl ChannelBlock {
     /// Gather channels `ch0 .. ch0 + valid` (`valid ≤ 16`) of `bias` and `q`.
     #[inline]
     pub fn new(bias: &[i32], q: &OutQuant<'_>, ch0: usize, valid: usize) -> ChannelBlock {
+        if valid == NR {
+            // full block: fixed-size copies (no `memcpy` calls)
+            let bias: [i32; NR] = bias[ch0..ch0 + NR].try_into().unwrap_or([0; NR]);
+            return if q.mult.len() == 1 {
+                ChannelBlock { bias, mult: [q.mult[0]; NR], shift: [q.shift[0]; NR] }
+            } else {
+                ChannelBlock {
+                    bias,
+                    mult: q.mult[ch0..ch0 + NR].try_into().unwrap_or([0; NR]),
+                    shift: q.shift[ch0..ch0 + NR].try_into().unwrap_or([32; NR]),
+                }
+            };
+        }
         let mut b = ChannelBlock { bias: [0; NR], mult: [0; NR], shift: [32; NR] };
         b.bias[..valid].copy_from_slice(&bias[ch0..ch0 + valid]);
         if q.mult.len() == 1 {

@@ -331,6 +331,36 @@ pub(crate) unsafe fn gemm512<const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: us
     if !driver::check_gemm(g, c, ldc, true) {
         return;
     }
+    if g.m > MC512 && g.n > 32 && g.m * ldc >= CHUNK_MIN_OUT {
+        // Several column panels over many rows: go by chunks of rows, so that each chunk's output
+        // rows are written completely (all panels) while they are in cache.
+        let mut i0 = 0;
+        while i0 < g.m {
+            let rows = (g.m - i0).min(MC512);
+            let sub = Gemm { m: rows, a: &g.a[i0 * g.lda..], ..*g };
+            // SAFETY: the rows `i0 .. i0 + rows` of a GEMM validated above form a valid GEMM
+            // (`a` and `c` keep `(rows − 1)·ld + k` and `(rows − 1)·ldc + n` elements).
+            unsafe { panels512::<U8>(&sub, &mut c[i0 * ldc..], ldc) };
+            i0 += rows;
+        }
+        return;
+    }
+    // SAFETY: validated above.
+    unsafe { panels512::<U8>(g, c, ldc) }
+}
+
+/// Output size (bytes) from which [`gemm512`] goes by chunks of rows (outputs that no longer
+/// fit in L2 when written panel by panel).
+const CHUNK_MIN_OUT: usize = 512 * 1024;
+/// Rows per chunk of [`gemm512`] (a multiple of [`MR512`]).
+const MC512: usize = 64;
+
+/// Every column panel of a validated GEMM.
+///
+/// # Safety
+/// AVX-512F/BW/VL/VNNI; `g`, `c`, `ldc` validated by [`driver::check_gemm`].
+#[inline(always)]
+unsafe fn panels512<const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
     let blocks = g.n.div_ceil(16);
     let mut blk = 0;
     // SAFETY: validated above; AVX-512 per the contract.
