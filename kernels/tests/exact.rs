@@ -684,3 +684,25 @@ fn depthwise2d_real_layers() {
         }
     }
 }
+
+#[test]
+fn gemm_large_outputs() {
+    // Outputs above 512 KiB: the AVX-512 GEMM goes by chunks of rows (12,000 × 48 and a
+    // pointwise-convolution-like 11,000 × 16 × 96 with a row stride).
+    let kernels = runnable();
+    let mut r = Rng::new(11);
+    for &(m, k, n, ldc) in &[(12_000usize, 20usize, 48usize, 48usize), (11_000, 16, 90, 96)] {
+        let a = activations(&mut r, m * k);
+        let w = weights(&mut r, n * k);
+        let p = pack_weights(&mut r, &w, n, k, -3, false);
+        let qu = quant(&mut r, n, bits_for(k));
+        let g = Gemm { m, n, k, a: &a, lda: k, b: &p.b, bias: &p.bias, bias_u8: &p.bias_u8, q: qu.q() };
+        let mut want = vec![SENTINEL; (m - 1) * ldc + n + GUARD];
+        (SCALAR.gemm)(&g, &mut want, ldc);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; want.len()];
+            (kern.gemm)(&g, &mut got, ldc);
+            check_equal("gemm", var.name, &format!("{m}×{k}×{n} ldc {ldc}"), &want, &got);
+        }
+    }
+}
