@@ -6,6 +6,9 @@
 //! | `dotprod` | [`Level::NeonDot`] | NEON, DotProd | `sdot` by element, 4 rows × 16 ch | NEON |
 //! | `i8mm` | [`Level::NeonI8mm`] | NEON, DotProd, I8MM | `smmla`, 8 rows × 8 ch (`sdot` for 1 row) | NEON |
 //!
+//! Every level shares the NEON elementwise addition (`smull`/`smlal` on the 16-bit digits of
+//! [`driver::AddFast`]) and the portable max / global average pooling of [`driver`].
+//!
 //! `sdot` and `smmla` are emitted with `asm!` (their intrinsics are unstable) inside functions
 //! compiled with the `dotprod` / `i8mm` target features; the tables holding them are handed out
 //! only when [`Features::cpu`] reports those features, so a Cortex-A53 never executes them.

@@ -1,15 +1,20 @@
 //! x86_64 kernel tables.
 //!
-//! | variant | level | features | GEMM / conv micro-kernel | depthwise |
-//! |---|---|---|---|---|
-//! | `avx2` | [`Level::Avx2`] | AVX2 | `vpmaddwd` on sign-extended i16 (exact), 4 rows × 8 ch | AVX2 |
-//! | `avxvnni` | [`Level::AvxVnni`] | AVX2, AVX-VNNI | VEX `vpdpbusd` ymm, 6 rows × 16 ch | AVX2 |
-//! | `avx512vl-vnni256` | (stand-in) | AVX2, AVX-512F/VL/VNNI | the same source with EVEX `vpdpbusd` ymm | AVX2 |
-//! | `avx512vnni` | [`Level::Avx512Vnni`] | AVX2, AVX-512F/BW/VL/VNNI | `vpdpbusd` zmm, 8 rows × 32 ch | AVX2 |
+//! | variant | level | features | GEMM / conv micro-kernel | depthwise | add / pooling |
+//! |---|---|---|---|---|---|
+//! | `avx2` | [`Level::Avx2`] | AVX2 | `vpmaddwd` on sign-extended i16 (exact), 4 rows × 8 ch | AVX2, 16 ch | AVX2 |
+//! | `avxvnni` | [`Level::AvxVnni`] | AVX2, AVX-VNNI | VEX `vpdpbusd` ymm, 6 rows × 16 ch | AVX2, 16 ch | AVX2 |
+//! | `avx512vl-vnni256` | (stand-in) | AVX2, AVX-512F/VL/VNNI | the same source with EVEX `vpdpbusd` ymm | AVX2, 16 ch | AVX2 |
+//! | `avx512vnni` | [`Level::Avx512Vnni`] | AVX2, AVX-512F/BW/VL/VNNI | `vpdpbusd` zmm, 8 rows × 32 ch | AVX-512 `vpdpwssd`, 32 ch (or 2 pixels × 16 ch) | AVX-512BW |
+//!
+//! Elementwise addition (no broadcasting) uses the 16-bit digit decomposition of
+//! [`driver::AddFast`]; max and global average pooling are the portable [`driver::max_pool`] /
+//! [`driver::avg_pool`] instantiated under each level's target features (auto-vectorized).
 //!
 //! **Hardware coverage.** The `avxvnni` variant (VEX encoding, Intel Alder Lake / N100 class)
-//! has never run on real hardware in this crate's test suite: the development host is an AMD
-//! Zen 4 class CPU (AVX-512 VNNI, no AVX-VNNI) and qemu 7.2 does not emulate AVX-VNNI. Its source
+//! was written on an AMD Zen 4 class host (AVX-512 VNNI, no AVX-VNNI; qemu 7.2 does not emulate
+//! AVX-VNNI). Hosts that report both AVX-512 VNNI and AVX-VNNI (as the shared benchmark machine
+//! did on 2026-12-02) run it in `kernels/tests/exact.rs` like every other level. Its source
 //! is shared instruction for instruction with the `avx512vl-vnni256` stand-in, which *is* tested
 //! against the reference; only the `vpdpbusd` encoding (and the register allocation for 16 instead
 //! of 32 ymm registers) differs.
