@@ -4,7 +4,7 @@
 //! of independent `vpdpbusd zmm`, timed in this binary).
 //!
 //! ```text
-//! cargo run --release -p temper-kernels --example gemm_bench [-- --quick]
+//! cargo run --release -p temper-kernels --example gemm_bench [-- --quick] [--only VARIANT ...]
 //! ```
 
 use std::hint::black_box;
@@ -75,7 +75,11 @@ fn vnni_peak() -> Option<f64> {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let budget = Duration::from_millis(if quick { 60 } else { 400 });
-    let tables: Vec<(&str, &Kernels)> = variants().iter().filter_map(|v| v.kernels().map(|k| (v.name, k))).collect();
+    // `--only NAME` (repeatable) restricts the run to some variants.
+    let argv: Vec<String> = std::env::args().collect();
+    let only: Vec<&str> = argv.windows(2).filter(|w| w[0] == "--only").map(|w| w[1].as_str()).collect();
+    let tables: Vec<(&str, &Kernels)> =
+        variants().iter().filter(|v| only.is_empty() || only.contains(&v.name)).filter_map(|v| v.kernels().map(|k| (v.name, k))).collect();
     for v in variants() {
         if v.kernels().is_none() {
             println!("skipped {}: CPU lacks {}", v.name, v.missing());
@@ -96,6 +100,9 @@ fn main() {
         ("pw 56x56x64->64", 3136, 64, 64),
         ("fmnist conv2", 784, 144, 32),
         ("fmnist fc", 1, 1568, 64),
+        ("mbv2 pw 112x112x16->96", 12544, 16, 96),
+        ("mbv2 pw 56x56x24->144", 3136, 24, 144),
+        ("mbv2 pw 14x14x96->576", 196, 96, 576),
     ];
     let mut rng = Rng(0x1234_5678_9abc_def1);
     print!("\nGEMM GOPS (M×K×N)            ");
@@ -148,6 +155,9 @@ fn main() {
         ("dw 56² 64 3x3", 56, 56, 64, 64, 3, 1, 1, true),
         ("dw 28² 128 3x3 s2", 28, 28, 128, 128, 3, 2, 1, true),
         ("dw 14² 256 5x5", 14, 14, 256, 256, 5, 1, 2, true),
+        ("mbv2 conv1 224² 3→16 3x3 s2", 224, 224, 3, 16, 3, 2, 1, false),
+        ("mbv2 dw 112² 16 3x3", 112, 112, 16, 16, 3, 1, 1, true),
+        ("mbv2 dw 56² 144 3x3", 56, 56, 144, 144, 3, 1, 1, true),
     ];
     for &(label, h, w, cin, cout, kk, s, pad, dw) in layers {
         let oh = (h + 2 * pad - kk) / s + 1;

@@ -10,6 +10,8 @@
 use crate::features::Features;
 use crate::params::{Conv2d, Gemm};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
+use crate::reference::eltwise::AddArgs;
+use crate::reference::pool::AvgPoolArgs;
 use core::fmt;
 
 /// A kernel path. Ordered from the most portable to the most specialised within an ISA family.
@@ -87,6 +89,12 @@ pub struct Kernels {
     pub conv2d: fn(&ConvArgs<'_>, &mut [i8], &mut [i8]),
     /// Depthwise convolution.
     pub depthwise2d: fn(&DepthwiseArgs<'_>, &mut [i8]),
+    /// Quantized elementwise addition (with broadcasting).
+    pub add: fn(&AddArgs<'_>, &mut [i8]),
+    /// Max pooling: `(geometry, input, output, min, max)`.
+    pub max_pool: fn(&Conv2d, &[i8], &mut [i8], i32, i32),
+    /// Average pooling.
+    pub avg_pool: fn(&AvgPoolArgs, &[i8], &mut [i8]),
 }
 
 impl fmt::Debug for Kernels {
@@ -112,8 +120,15 @@ fn scalar_conv(a: &ConvArgs<'_>, out: &mut [i8], _scratch: &mut [i8]) {
 }
 
 /// The scalar reference table.
-pub static SCALAR: Kernels =
-    Kernels { level: Level::Scalar, gemm: crate::reference::gemm, conv2d: scalar_conv, depthwise2d: crate::reference::depthwise2d };
+pub static SCALAR: Kernels = Kernels {
+    level: Level::Scalar,
+    gemm: crate::reference::gemm,
+    conv2d: scalar_conv,
+    depthwise2d: crate::reference::depthwise2d,
+    add: crate::reference::eltwise::add,
+    max_pool: crate::reference::pool::max_pool,
+    avg_pool: crate::reference::pool::avg_pool,
+};
 
 /// One compiled kernel table and the CPU features its code needs.
 #[derive(Debug)]

@@ -488,3 +488,221 @@ fn depthwise2d_large_windows() {
         }
     }
 }
+
+fn add_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
+    use temper_kernels::reference::eltwise::{add_multipliers, AddArgs};
+    let c = if r.chance(30) { r.pick(&[1, 15, 16, 17, 31, 32, 33, 64]) } else { r.usize(1, 70) };
+    let out = Nhwc::new(r.usize(1, 2), r.usize(1, 9), r.usize(1, 9), c);
+    let shape_of = |r: &mut Rng| {
+        if r.chance(75) {
+            out
+        } else {
+            let pick = |r: &mut Rng, d: usize| if r.chance(50) { 1 } else { d };
+            Nhwc::new(pick(r, out.n), pick(r, out.h), pick(r, out.w), pick(r, out.c))
+        }
+    };
+    let (sa, sb) = (shape_of(r), shape_of(r));
+    let a = activations(r, sa.len());
+    let b = activations(r, sb.len());
+    let (a_mult, b_mult, shift) = match r.usize(0, 5) {
+        // raw parameters: any multipliers within the reference's no-overflow bound
+        0 => {
+            let shift = r.range(1, 62) as i32;
+            let am = r.range(-(1 << 31), (1 << 31) - 1) as i32;
+            let bm = r.range(-(1 << 31), (1 << 31) - 1) as i32;
+            (am, bm, shift)
+        }
+        1 => (i32::MAX, if r.chance(50) { i32::MIN + 1 } else { i32::MAX }, r.range(28, 40) as i32),
+        _ => {
+            let scale = |r: &mut Rng| 0.001 * (1 + r.usize(0, 3000)) as f64;
+            let (am, bm, s) = add_multipliers(scale(r), scale(r), scale(r)).unwrap();
+            (am, if r.chance(20) { -bm } else { bm }, s)
+        }
+    };
+    let zp = r.range(-128, 127) as i32;
+    let (min, max) = match r.usize(0, 2) {
+        0 => (-128, 127),
+        1 => (zp, 127),
+        _ => {
+            let x = r.range(-128, 127) as i32;
+            let y = r.range(-128, 127) as i32;
+            (x.min(y), x.max(y))
+        }
+    };
+    let args = AddArgs {
+        a: &a,
+        a_shape: sa,
+        a_zp: r.range(-128, 127) as i32,
+        a_mult,
+        b: &b,
+        b_shape: sb,
+        b_zp: r.range(-128, 127) as i32,
+        b_mult,
+        shift,
+        out_shape: out,
+        out_zp: zp,
+        min,
+        max,
+    };
+    let olen = out.len() + GUARD;
+    let mut want = vec![SENTINEL; olen];
+    (SCALAR.add)(&args, &mut want);
+    let desc = format!("case {case}: a {sa:?} b {sb:?} out {out:?} mult {a_mult}/{b_mult} shift {shift}");
+    for (var, kern) in kernels {
+        let mut got = vec![SENTINEL; olen];
+        (kern.add)(&args, &mut got);
+        check_equal("add", var.name, &desc, &want, &got);
+    }
+}
+
+#[test]
+fn add_matches_reference() {
+    let kernels = runnable();
+    let mut r = Rng::new(7);
+    let n = cases(400);
+    for case in 0..n {
+        add_case(&mut r, &kernels, case);
+    }
+    println!("add: {n} random cases");
+}
+
+#[test]
+fn max_pool_matches_reference() {
+    let kernels = runnable();
+    let mut r = Rng::new(8);
+    let n = cases(300);
+    for case in 0..n {
+        let mut g = geometry(&mut r, true);
+        g.groups = 1;
+        if r.chance(30) {
+            // the usual 2×2 / 3×3 stride-2 pooling shapes
+            let k = r.pick(&[2, 3]);
+            let (h, w) = (r.usize(k, 15), r.usize(k, 15));
+            g = finish((h, w, (h - k) / 2 + 1, (w - k) / 2 + 1, k, k, 2, 2, 1, 0, 0, 1), 1, g.input.c, g.input.c);
+        }
+        let input = activations(&mut r, g.input.len());
+        let (min, max) = if r.chance(50) {
+            (-128, 127)
+        } else {
+            let x = r.range(-128, 127) as i32;
+            let y = r.range(-128, 127) as i32;
+            (x.min(y), x.max(y))
+        };
+        let olen = g.output.len() + GUARD;
+        let mut want = vec![SENTINEL; olen];
+        (SCALAR.max_pool)(&g, &input, &mut want, min, max);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; olen];
+            (kern.max_pool)(&g, &input, &mut got, min, max);
+            check_equal("max_pool", var.name, &format!("case {case}: {g:?} clamp [{min}, {max}]"), &want, &got);
+        }
+    }
+    println!("max_pool: {n} random cases");
+}
+
+#[test]
+fn avg_pool_matches_reference() {
+    use temper_kernels::reference::pool::{global_geometry, AvgPoolArgs};
+    let kernels = runnable();
+    let mut r = Rng::new(9);
+    let n = cases(200);
+    for case in 0..n {
+        let geom = if r.chance(60) {
+            let c = if r.chance(30) { r.pick(&[1, 16, 63, 64, 65, 640]) } else { r.usize(1, 130) };
+            global_geometry(Nhwc::new(r.usize(1, 2), r.usize(1, 9), r.usize(1, 9), c))
+        } else {
+            let mut g = geometry(&mut r, true);
+            g.groups = 1;
+            g.dh = 1;
+            g.dw = 1;
+            g
+        };
+        let input = activations(&mut r, geom.input.len());
+        let (mult, shift) = match r.usize(0, 3) {
+            0 => (1 << 30, 30),
+            1 => (r.range(1 << 30, i32::MAX as i64) as i32, r.range(1, 62) as i32),
+            _ => (r.range(1 << 30, i32::MAX as i64) as i32, r.range(28, 34) as i32),
+        };
+        let zp = r.range(-128, 127) as i32;
+        let (min, max) = if r.chance(50) { (-128, 127) } else { (zp.max(-128), 127) };
+        let args =
+            AvgPoolArgs { geom, count_include_pad: r.chance(50), input_zp: r.range(-128, 127) as i32, mult, shift, out_zp: zp, min, max };
+        let olen = geom.output.len() + GUARD;
+        let mut want = vec![SENTINEL; olen];
+        (SCALAR.avg_pool)(&args, &input, &mut want);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; olen];
+            (kern.avg_pool)(&args, &input, &mut got);
+            check_equal("avg_pool", var.name, &format!("case {case}: {args:?}"), &want, &got);
+        }
+    }
+    println!("avg_pool: {n} random cases");
+}
+
+#[test]
+fn depthwise2d_real_layers() {
+    // MobileNetV2-like depthwise layers (smaller images): 16 channels (pixel pairs), channel
+    // tails, stride 2, 5×5.
+    let kernels = runnable();
+    let mut r = Rng::new(10);
+    let shapes: [(usize, usize, usize, usize, usize, usize); 7] = [
+        // (h, w, c, k, stride, pad)
+        (20, 20, 16, 3, 1, 1),
+        (21, 19, 16, 3, 2, 1),
+        (14, 14, 96, 3, 2, 1),
+        (9, 9, 144, 3, 1, 1),
+        (7, 7, 40, 5, 1, 2),
+        (10, 11, 16, 5, 1, 2),
+        (6, 6, 8, 3, 1, 1),
+    ];
+    for (case, &(h, w, c, k, s, pad)) in shapes.iter().enumerate() {
+        let g = Conv2d {
+            input: Nhwc::new(1, h, w, c),
+            output: Nhwc::new(1, (h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1, c),
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            dh: 1,
+            dw: 1,
+            pad_top: pad,
+            pad_left: pad,
+            groups: c,
+        };
+        let input = activations(&mut r, g.input.len());
+        let za = r.range(-128, 127) as i32;
+        let wts = weights(&mut r, k * k * c);
+        let bias: Vec<i32> = (0..c).map(|_| r.range(-(1 << 20), 1 << 20) as i32).collect();
+        let qu = quant(&mut r, c, bits_for(k * k));
+        let args = DepthwiseArgs { geom: g, input: &input, input_zp: za, weights: &wts, bias: &bias, q: qu.q() };
+        let mut want = vec![SENTINEL; g.output.len() + GUARD];
+        (SCALAR.depthwise2d)(&args, &mut want);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; g.output.len() + GUARD];
+            (kern.depthwise2d)(&args, &mut got);
+            check_equal("depthwise2d", var.name, &format!("layer {case}: {g:?}"), &want, &got);
+        }
+    }
+}
+
+#[test]
+fn gemm_large_outputs() {
+    // Outputs above 512 KiB: the AVX-512 GEMM goes by chunks of rows (12,000 × 48 and a
+    // pointwise-convolution-like 11,000 × 16 × 96 with a row stride).
+    let kernels = runnable();
+    let mut r = Rng::new(11);
+    for &(m, k, n, ldc) in &[(12_000usize, 20usize, 48usize, 48usize), (11_000, 16, 90, 96)] {
+        let a = activations(&mut r, m * k);
+        let w = weights(&mut r, n * k);
+        let p = pack_weights(&mut r, &w, n, k, -3, false);
+        let qu = quant(&mut r, n, bits_for(k));
+        let g = Gemm { m, n, k, a: &a, lda: k, b: &p.b, bias: &p.bias, bias_u8: &p.bias_u8, q: qu.q() };
+        let mut want = vec![SENTINEL; (m - 1) * ldc + n + GUARD];
+        (SCALAR.gemm)(&g, &mut want, ldc);
+        for (var, kern) in &kernels {
+            let mut got = vec![SENTINEL; want.len()];
+            (kern.gemm)(&g, &mut got, ldc);
+            check_equal("gemm", var.name, &format!("{m}×{k}×{n} ldc {ldc}"), &want, &got);
+        }
+    }
+}

@@ -182,6 +182,14 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(())
     }
 
+    /// Run op `index` alone (per-op profiling): ops read what earlier ops wrote, so call it for
+    /// `0..op_count()` in order after the inputs are set. Out-of-range indices do nothing.
+    pub fn run_single(&mut self, index: usize) {
+        if index < self.model.op_count() {
+            self.run_op(index);
+        }
+    }
+
     fn run_op(&mut self, index: usize) {
         let m = self.model;
         let k = self.kernels;
@@ -280,10 +288,11 @@ impl<'m, 'a> Session<'m, 'a> {
                     // x ⊕ x: the same tensor twice.
                     let [xin, out] = regions(arena, [xr, yr]);
                     let xin: &[i8] = i8s(xin);
-                    eltwise(op.code, p, xin, a_shape, x.zero_point, xin, b_shape, b.zero_point, out_shape, y.zero_point, i8s_mut(out));
+                    eltwise(k, op.code, p, xin, a_shape, x.zero_point, xin, b_shape, b.zero_point, out_shape, y.zero_point, i8s_mut(out));
                 } else {
                     let [xin, bin, out] = regions(arena, [xr, br, yr]);
                     eltwise(
+                        k,
                         op.code,
                         p,
                         i8s(xin),
@@ -300,7 +309,7 @@ impl<'m, 'a> Session<'m, 'a> {
             }
             OpCode::MaxPool => {
                 let [xin, out] = regions(arena, [xr, yr]);
-                r::pool::max_pool(&m.conv_geom(index), i8s(xin), i8s_mut(out), p[10], p[11]);
+                (k.max_pool)(&m.conv_geom(index), i8s(xin), i8s_mut(out), p[10], p[11]);
             }
             OpCode::AvgPool => {
                 let [xin, out] = regions(arena, [xr, yr]);
@@ -320,7 +329,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     min: p[11],
                     max: p[12],
                 };
-                r::pool::avg_pool(&args, i8s(xin), i8s_mut(out));
+                (k.avg_pool)(&args, i8s(xin), i8s_mut(out));
             }
             OpCode::Lut => {
                 let [xin, out] = regions(arena, [xr, yr]);
@@ -385,6 +394,7 @@ impl<'m, 'a> Session<'m, 'a> {
 
 #[allow(clippy::too_many_arguments)]
 fn eltwise(
+    k: &Kernels,
     code: OpCode,
     p: &[i32; 16],
     a: &[i8],
@@ -413,7 +423,7 @@ fn eltwise(
             min: p[3],
             max: p[4],
         };
-        r::eltwise::add(&args, out);
+        (k.add)(&args, out);
     } else {
         let args =
             r::eltwise::MulArgs { a, a_shape, a_zp, b, b_shape, b_zp, mult: p[0], shift: p[1], out_shape, out_zp, min: p[2], max: p[3] };

@@ -6,6 +6,9 @@
 //! | `dotprod` | [`Level::NeonDot`] | NEON, DotProd | `sdot` by element, 4 rows × 16 ch | NEON |
 //! | `i8mm` | [`Level::NeonI8mm`] | NEON, DotProd, I8MM | `smmla`, 8 rows × 8 ch (`sdot` for 1 row) | NEON |
 //!
+//! Every level shares the NEON elementwise addition (`smull`/`smlal` on the 16-bit digits of
+//! [`driver::AddFast`]) and the portable max / global average pooling of [`driver`].
+//!
 //! `sdot` and `smmla` are emitted with `asm!` (their intrinsics are unstable) inside functions
 //! compiled with the `dotprod` / `i8mm` target features; the tables holding them are handed out
 //! only when [`Features::cpu`] reports those features, so a Cortex-A53 never executes them.
@@ -19,8 +22,9 @@ mod neon;
 use crate::dispatch::{Kernels, Level, Variant, SCALAR};
 use crate::driver;
 use crate::features::Features;
-use crate::params::Gemm;
+use crate::params::{Conv2d, Gemm};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
+use crate::reference::pool::AvgPoolArgs;
 
 const REQ_NEON: Features = Level::Neon.required();
 const REQ_DOT: Features = Level::NeonDot.required();
@@ -30,7 +34,21 @@ const REQ_I8MM: Features = Level::NeonI8mm.required();
 fn conv_neon(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
     driver::conv2d_im2col(a, out, scratch, neon::gemm, None)
 }
-static NEON: Kernels = Kernels { level: Level::Neon, gemm: neon::gemm, conv2d: conv_neon, depthwise2d: neon::depthwise };
+fn avgpool_neon(a: &AvgPoolArgs, x: &[i8], y: &mut [i8]) {
+    driver::avg_pool(a, x, y)
+}
+fn maxpool_neon(g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32) {
+    driver::max_pool(g, x, y, lo, hi)
+}
+static NEON: Kernels = Kernels {
+    level: Level::Neon,
+    gemm: neon::gemm,
+    conv2d: conv_neon,
+    depthwise2d: neon::depthwise,
+    add: neon::add,
+    max_pool: maxpool_neon,
+    avg_pool: avgpool_neon,
+};
 
 // --- DotProd -----------------------------------------------------------------------------------
 fn gemm_dot(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
@@ -50,7 +68,15 @@ fn conv_dot(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
 fn dw_neon(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
     neon::depthwise(a, out)
 }
-static DOT: Kernels = Kernels { level: Level::NeonDot, gemm: gemm_dot, conv2d: conv_dot, depthwise2d: dw_neon };
+static DOT: Kernels = Kernels {
+    level: Level::NeonDot,
+    gemm: gemm_dot,
+    conv2d: conv_dot,
+    depthwise2d: dw_neon,
+    add: neon::add,
+    max_pool: maxpool_neon,
+    avg_pool: avgpool_neon,
+};
 
 // --- I8MM --------------------------------------------------------------------------------------
 fn gemm_i8mm(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
@@ -67,7 +93,15 @@ fn gemm_i8mm(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
 fn conv_i8mm(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
     driver::conv2d_im2col(a, out, scratch, gemm_i8mm, None)
 }
-static I8MM: Kernels = Kernels { level: Level::NeonI8mm, gemm: gemm_i8mm, conv2d: conv_i8mm, depthwise2d: dw_neon };
+static I8MM: Kernels = Kernels {
+    level: Level::NeonI8mm,
+    gemm: gemm_i8mm,
+    conv2d: conv_i8mm,
+    depthwise2d: dw_neon,
+    add: neon::add,
+    max_pool: maxpool_neon,
+    avg_pool: avgpool_neon,
+};
 
 /// Every table compiled for aarch64 (see [`crate::dispatch::variants`]).
 pub(crate) static VARIANTS: [Variant; 4] = [

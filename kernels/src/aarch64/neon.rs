@@ -14,6 +14,7 @@
 use crate::driver::{self, ChannelBlock};
 use crate::params::{Gemm, OutQuant};
 use crate::reference::conv::DepthwiseArgs;
+use crate::reference::eltwise::AddArgs;
 use core::arch::aarch64::*;
 
 /// Requantization constants of 4 channels.
@@ -238,7 +239,7 @@ unsafe fn tile<const R: usize, const PAIR: bool>(
             step1(&mut acc, b.add(l * 64), &w0);
             l += 1;
         }
-        if k % 4 != 0 {
+        if !k.is_multiple_of(4) {
             for (r, w) in w0.iter_mut().enumerate() {
                 *w = word(a.add(r * lda + 4 * k4), k % 4);
             }
@@ -596,5 +597,58 @@ fn dw_impl<const T: usize, const PAIR: bool>(a: &DepthwiseArgs<'_>, out: &mut [i
             }
         }
         c0 += 16;
+    }
+}
+
+/// `floor(H' / 2^(s−16))` of 4 elements (see [`driver::AddFast`]).
+#[inline(always)]
+fn add4(a: int16x4_t, b: int16x4_t, f: &driver::AddFast, ch: int32x4_t, cl: int32x4_t, nsh: int32x4_t) -> int32x4_t {
+    // SAFETY: NEON is part of the target configuration (module cfg); register-only intrinsics.
+    unsafe {
+        let l = vaddq_s32(vmlal_n_s16(vmull_n_s16(a, f.a0), b, f.b0), cl);
+        let h = vaddq_s32(vmlal_n_s16(vmull_n_s16(a, f.a1), b, f.b1), ch);
+        // SSHL by a negative count: arithmetic (truncating) right shift
+        vshlq_s32(vaddq_s32(h, vshrq_n_s32::<16>(l)), nsh)
+    }
+}
+
+/// NEON quantized addition, bit-exact with [`crate::reference::eltwise::add`] (16 elements per
+/// step; broadcasting and unusual parameters use the reference).
+pub(crate) fn add(args: &AddArgs<'_>, out: &mut [i8]) {
+    let Some(f) = driver::AddFast::new(args, out) else {
+        crate::reference::eltwise::add(args, out);
+        return;
+    };
+    let n = args.out_shape.len();
+    let mut i = 0;
+    // SAFETY: NEON (module cfg); `AddFast::new` checked that `a`, `b` and `out` hold `n`
+    // elements, and every access below is at `i + 16 ≤ n`.
+    unsafe {
+        let ch = vdupq_n_s32(f.ch);
+        let cl = vdupq_n_s32(f.cl);
+        let nsh = vdupq_n_s32(-f.sh);
+        let zp = vdupq_n_s16(args.out_zp as i16);
+        let lo = vdupq_n_s16(args.min as i16);
+        let hi = vdupq_n_s16(args.max as i16);
+        let (pa, pb, po) = (args.a.as_ptr(), args.b.as_ptr(), out.as_mut_ptr());
+        while i + 16 <= n {
+            let a = vld1q_s8(pa.add(i));
+            let b = vld1q_s8(pb.add(i));
+            let (a0, a1) = (vmovl_s8(vget_low_s8(a)), vmovl_high_s8(a));
+            let (b0, b1) = (vmovl_s8(vget_low_s8(b)), vmovl_high_s8(b));
+            let q = |x: int16x8_t, y: int16x8_t| {
+                let r0 = add4(vget_low_s16(x), vget_low_s16(y), &f, ch, cl, nsh);
+                let r1 = add4(vget_high_s16(x), vget_high_s16(y), &f, ch, cl, nsh);
+                let v = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(r0), r1), zp);
+                vminq_s16(vmaxq_s16(v, lo), hi)
+            };
+            let v0 = q(a0, b0);
+            let v1 = q(a1, b1);
+            vst1q_s8(po.add(i), vmovn_high_s16(vmovn_s16(v0), v1));
+            i += 16;
+        }
+    }
+    for (j, o) in out[..n].iter_mut().enumerate().skip(i) {
+        *o = driver::add_one(args, j);
     }
 }

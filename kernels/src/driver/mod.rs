@@ -6,8 +6,10 @@
 
 use crate::dispatch::IM2COL_ROWS;
 use crate::pack::{self, KR, NR};
-use crate::params::{Gemm, OutQuant};
+use crate::params::{Conv2d, Gemm, OutQuant};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
+use crate::reference::eltwise::AddArgs;
+use crate::reference::pool::AvgPoolArgs;
 
 /// A GEMM entry point, with the contract of [`crate::Kernels::gemm`].
 pub type GemmFn = fn(&Gemm<'_>, &mut [i8], usize);
@@ -69,6 +71,19 @@ impl ChannelBlock {
     /// Gather channels `ch0 .. ch0 + valid` (`valid ≤ 16`) of `bias` and `q`.
     #[inline]
     pub fn new(bias: &[i32], q: &OutQuant<'_>, ch0: usize, valid: usize) -> ChannelBlock {
+        if valid == NR {
+            // full block: fixed-size copies (no `memcpy` calls)
+            let bias: [i32; NR] = bias[ch0..ch0 + NR].try_into().unwrap_or([0; NR]);
+            return if q.mult.len() == 1 {
+                ChannelBlock { bias, mult: [q.mult[0]; NR], shift: [q.shift[0]; NR] }
+            } else {
+                ChannelBlock {
+                    bias,
+                    mult: q.mult[ch0..ch0 + NR].try_into().unwrap_or([0; NR]),
+                    shift: q.shift[ch0..ch0 + NR].try_into().unwrap_or([32; NR]),
+                }
+            };
+        }
         let mut b = ChannelBlock { bias: [0; NR], mult: [0; NR], shift: [32; NR] };
         b.bias[..valid].copy_from_slice(&bias[ch0..ch0 + valid]);
         if q.mult.len() == 1 {
@@ -297,6 +312,10 @@ fn gather_run(a: &ConvArgs<'_>, n: usize, oy: usize, x0: usize, len: usize, rows
     let span = g.kw * g.input.c;
     let step = g.sw * g.input.c;
     let pad = (a.input_zp as i8) ^ xor;
+    if span <= 16 {
+        gather_run_small(a, n, oy, x0, len, rows, kpad, xor);
+        return;
+    }
     for ky in 0..g.kh {
         let iy = g.in_y(oy, ky);
         let dst = rows.chunks_exact_mut(kpad).map(|r| &mut r[ky * span..(ky + 1) * span]);
@@ -317,6 +336,86 @@ fn gather_run(a: &ConvArgs<'_>, n: usize, oy: usize, x0: usize, len: usize, rows
     for r in rows.chunks_exact_mut(kpad) {
         for b in r[k..].iter_mut() {
             *b = 0;
+        }
+    }
+}
+
+/// [`gather_run`] for kernel rows of at most 16 bytes (`kw · c ≤ 16`, e.g. a first layer on a
+/// grayscale or RGB image): pixel by pixel, each kernel row is one 16-byte copy that may spill
+/// into the bytes after it, which the next copy (or the next pixel's row) overwrites; only copies
+/// that would leave `rows` or read past the input are cut to their exact length.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gather_run_small(a: &ConvArgs<'_>, n: usize, oy: usize, x0: usize, len: usize, rows: &mut [i8], kpad: usize, xor: i8) {
+    let g = &a.geom;
+    let k = g.k();
+    let span = g.kw * g.input.c;
+    let step = g.sw * g.input.c;
+    let pad = [(a.input_zp as i8) ^ xor; 16];
+    // input offset of each kernel row's first byte for pixel x0 (None: a padding row)
+    let mut src = [None; 16];
+    let kh = g.kh.min(16);
+    for (ky, s) in src.iter_mut().enumerate().take(kh) {
+        let iy = g.in_y(oy, ky);
+        if iy >= 0 && (iy as usize) < g.input.h {
+            *s = Some(((n * g.input.h + iy as usize) * g.input.w + g.in_x(x0, 0) as usize) * g.input.c);
+        }
+    }
+    let total = rows.len();
+    for j in 0..len {
+        let base = j * kpad;
+        for ky in 0..g.kh {
+            let v: [i8; 16] = match src.get(ky).copied().flatten() {
+                Some(s0) => {
+                    let s = s0 + j * step;
+                    match a.input.get(s..s + 16) {
+                        Some(x) => {
+                            let mut v = [0i8; 16];
+                            for (d, &b) in v.iter_mut().zip(x) {
+                                *d = b ^ xor;
+                            }
+                            v
+                        }
+                        None => {
+                            let mut v = pad;
+                            for (d, &b) in v.iter_mut().zip(&a.input[s..s + span]) {
+                                *d = b ^ xor;
+                            }
+                            v
+                        }
+                    }
+                }
+                None if ky < 16 => pad,
+                None => {
+                    // more than 16 kernel rows: compute the offset directly
+                    let iy = g.in_y(oy, ky);
+                    if iy >= 0 && (iy as usize) < g.input.h {
+                        let s = ((n * g.input.h + iy as usize) * g.input.w + g.in_x(x0 + j, 0) as usize) * g.input.c;
+                        let mut v = pad;
+                        for (d, &b) in v.iter_mut().zip(&a.input[s..s + span]) {
+                            *d = b ^ xor;
+                        }
+                        v
+                    } else {
+                        pad
+                    }
+                }
+            };
+            let off = base + ky * span;
+            if off + 16 <= total {
+                rows[off..off + 16].copy_from_slice(&v);
+            } else {
+                rows[off..off + span].copy_from_slice(&v[..span]);
+            }
+        }
+        // K padding (at most 3 bytes): one 4-byte store where it fits (spilling into the next row,
+        // which is written afterwards), so that no `memset` call is emitted per pixel
+        if base + k + 4 <= total {
+            rows[base + k..base + k + 4].copy_from_slice(&[0; 4]);
+        } else {
+            for b in &mut rows[base + k..base + kpad] {
+                *b = 0;
+            }
         }
     }
 }
@@ -396,6 +495,325 @@ fn interior(out: usize, inp: usize, s: usize, d: usize, kk: usize, pad: usize) -
     }
     let hi = ((inp + pad - span - 1) / s.max(1) + 1).min(out);
     (lo, hi.max(lo))
+}
+
+/// Max pooling, exactly [`crate::reference::pool::max_pool`], written for vectorization: the
+/// window of each output pixel is clipped to the input once, and channels go in fixed-size
+/// chunks (one vector `max` each once inlined into an entry point compiled with SIMD features).
+///
+/// `#[inline(always)]`: SIMD tables instantiate it inside their `#[target_feature]` entry points.
+#[inline(always)]
+pub fn max_pool(geom: &Conv2d, input: &[i8], out: &mut [i8], min: i32, max: i32) {
+    let g = geom;
+    assert!(g.input.c == g.output.c && g.input.n == g.output.n, "pool: input and output differ in batch or channels");
+    let c = g.output.c;
+    if g.output.is_empty() {
+        return;
+    }
+    assert!(out.len() >= g.output.len() && input.len() >= g.input.len(), "max_pool: buffer length");
+    let (lo, hi) = (min.clamp(-128, 127) as i8, max.clamp(-128, 127) as i8);
+    let (lo, hi) = (lo, hi.max(lo));
+    // taps of one row of the window that are inside the input: [kx0, kx1) for output column ox
+    let kx_range = |ox: usize| -> (usize, usize) {
+        let mut a = g.kw;
+        let mut b = 0;
+        for kx in 0..g.kw {
+            let ix = g.in_x(ox, kx);
+            if ix >= 0 && (ix as usize) < g.input.w {
+                a = a.min(kx);
+                b = kx + 1;
+            }
+        }
+        (a, b.max(a))
+    };
+    const MAX_TAPS: usize = 16;
+    let mut acc = [i8::MIN; 64];
+    let mut offs = [0usize; MAX_TAPS];
+    // interior pixels: every tap inside, at fixed offsets from the window's top-left cell
+    let taps = g.kh * g.kw;
+    let (ylo, yhi) = interior_y(g);
+    let (xlo, xhi) = interior_x(g);
+    let mut toff = [0usize; MAX_TAPS];
+    if taps <= MAX_TAPS {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                toff[ky * g.kw + kx] = (ky * g.dh * g.input.w + kx * g.dw) * c;
+            }
+        }
+    }
+    for n in 0..g.output.n {
+        for oy in 0..g.output.h {
+            if taps <= MAX_TAPS && oy >= ylo && oy < yhi && xlo < xhi {
+                let iy0 = oy * g.sh - g.pad_top;
+                for ox in xlo..xhi {
+                    let base = ((n * g.input.h + iy0) * g.input.w + ox * g.sw - g.pad_left) * c;
+                    let obase = ((n * g.output.h + oy) * g.output.w + ox) * c;
+                    let win = &input[base..base + toff[taps - 1] + c];
+                    let dst = &mut out[obase..obase + c];
+                    let mut c0 = 0;
+                    while c0 + 16 <= c {
+                        let mut v = [i8::MIN; 16];
+                        for &o in &toff[..taps] {
+                            let x: &[i8; 16] = win[o + c0..o + c0 + 16].try_into().unwrap_or(&[i8::MIN; 16]);
+                            for i in 0..16 {
+                                v[i] = v[i].max(x[i]);
+                            }
+                        }
+                        for x in v.iter_mut() {
+                            *x = (*x).clamp(lo, hi);
+                        }
+                        dst[c0..c0 + 16].copy_from_slice(&v);
+                        c0 += 16;
+                    }
+                    if c0 < c {
+                        let w = c - c0;
+                        let mut v = [i8::MIN; 16];
+                        for &o in &toff[..taps] {
+                            for (a, &x) in v[..w].iter_mut().zip(&win[o + c0..o + c]) {
+                                *a = (*a).max(x);
+                            }
+                        }
+                        for (d, &x) in dst[c0..].iter_mut().zip(&v[..w]) {
+                            *d = x.clamp(lo, hi);
+                        }
+                    }
+                }
+            }
+            for ox in 0..g.output.w {
+                if taps <= MAX_TAPS && oy >= ylo && oy < yhi && ox >= xlo && ox < xhi {
+                    continue;
+                }
+                let (kx0, kx1) = kx_range(ox);
+                let obase = ((n * g.output.h + oy) * g.output.w + ox) * c;
+                let dst = &mut out[obase..obase + c];
+                // input offsets of the taps inside the input
+                let mut nt = 0;
+                let mut many = false;
+                for ky in 0..g.kh {
+                    let iy = g.in_y(oy, ky);
+                    if iy < 0 || iy as usize >= g.input.h {
+                        continue;
+                    }
+                    for kx in kx0..kx1 {
+                        // dilation may skip columns: re-check each tap
+                        let ix = g.in_x(ox, kx);
+                        if ix < 0 || ix as usize >= g.input.w {
+                            continue;
+                        }
+                        if nt == MAX_TAPS {
+                            many = true;
+                            break;
+                        }
+                        offs[nt] = ((n * g.input.h + iy as usize) * g.input.w + ix as usize) * c;
+                        nt += 1;
+                    }
+                }
+                if many {
+                    // large windows: the reference loop for this pixel
+                    dst.fill(i8::MIN);
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let (iy, ix) = (g.in_y(oy, ky), g.in_x(ox, kx));
+                            if iy >= 0 && ix >= 0 && (iy as usize) < g.input.h && (ix as usize) < g.input.w {
+                                let s = ((n * g.input.h + iy as usize) * g.input.w + ix as usize) * c;
+                                max_into(dst, &input[s..s + c]);
+                            }
+                        }
+                    }
+                    for d in dst.iter_mut() {
+                        *d = (*d).clamp(lo, hi);
+                    }
+                    continue;
+                }
+                let offs = &offs[..nt];
+                let mut c0 = 0;
+                while c0 + 16 <= c {
+                    let mut v = [i8::MIN; 16];
+                    for &o in offs {
+                        let x: &[i8; 16] = input[o + c0..o + c0 + 16].try_into().unwrap_or(&[i8::MIN; 16]);
+                        for i in 0..16 {
+                            v[i] = v[i].max(x[i]);
+                        }
+                    }
+                    for x in v.iter_mut() {
+                        *x = (*x).clamp(lo, hi);
+                    }
+                    dst[c0..c0 + 16].copy_from_slice(&v);
+                    c0 += 16;
+                }
+                while c0 < c {
+                    let w = (c - c0).min(64);
+                    let acc = &mut acc[..w];
+                    acc.fill(i8::MIN);
+                    for &o in offs {
+                        max_into(acc, &input[o + c0..o + c0 + w]);
+                    }
+                    for (d, &x) in dst[c0..c0 + w].iter_mut().zip(acc.iter()) {
+                        *d = x.clamp(lo, hi);
+                    }
+                    c0 += w;
+                }
+            }
+        }
+    }
+}
+
+/// `acc[i] = max(acc[i], x[i])`, in fixed-size chunks so that each becomes one vector op.
+#[inline(always)]
+fn max_into(acc: &mut [i8], x: &[i8]) {
+    let x = &x[..acc.len()];
+    #[inline(always)]
+    fn chunks<const W: usize>(acc: &mut [i8], x: &[i8]) -> usize {
+        let n = acc.len() / W * W;
+        for (a, s) in acc[..n].chunks_exact_mut(W).zip(x[..n].chunks_exact(W)) {
+            let mut t = [0i8; W];
+            for i in 0..W {
+                t[i] = a[i].max(s[i]);
+            }
+            a.copy_from_slice(&t);
+        }
+        n
+    }
+    let mut done = chunks::<32>(acc, x);
+    done += chunks::<16>(&mut acc[done..], &x[done..]);
+    for (a, &s) in acc[done..].iter_mut().zip(&x[done..]) {
+        *a = (*a).max(s);
+    }
+}
+
+/// Loop constants of the SIMD additions (`a ⊕ b` without broadcasting), bit-exact with
+/// [`crate::reference::eltwise::add`].
+///
+/// The reference computes, in `i64`, `acc = (a − a_zp)·a_mult + (b − b_zp)·b_mult` and
+/// `r = (acc + 2^(s−1)) >> s`. The zero points and the rounding term go into one constant
+/// `C = 2^(s−1) − a_zp·a_mult − b_zp·b_mult`, and every multiplier is split into signed 16-bit
+/// digits `m = m1·2^16 + m0` (`m0 ∈ [−2^15, 2^15)`), so that 16×16-bit multiplies give
+/// `H = a·a_m1 + b·b_m1` and `L = a·a_m0 + b·b_m0` exactly in 32 bits. With
+/// `C = Ch·2^16 + Cl` (`0 ≤ Cl < 2^16`):
+///
+/// ```text
+/// a·a_mult + b·b_mult + C = 2^16·H' + (L + Cl) mod 2^16,   H' = H + Ch + ((L + Cl) >> 16)
+/// r = floor(H' / 2^(s−16))                                   (s ≥ 16; arithmetic shifts)
+/// ```
+///
+/// exact as long as `H'` fits in 32 bits, which [`AddFast::new`] checks (`16 ≤ s ≤ 46`, high
+/// digits in i16). `clamp(r + out_zp, min, max)` is then evaluated as
+/// `clamp(sat16(r) +sat out_zp, min, max)`, equal because the saturations keep values outside
+/// `[-128, 127]` outside. Broadcasting inputs and other parameters go to the reference.
+#[derive(Clone, Copy, Debug)]
+pub struct AddFast {
+    /// High digit of `a_mult`.
+    pub a1: i16,
+    /// Low digit of `a_mult`.
+    pub a0: i16,
+    /// High digit of `b_mult`.
+    pub b1: i16,
+    /// Low digit of `b_mult`.
+    pub b0: i16,
+    /// `C >> 16`.
+    pub ch: i32,
+    /// `C & 0xffff`.
+    pub cl: i32,
+    /// `s − 16`.
+    pub sh: i32,
+}
+
+impl AddFast {
+    /// The constants when `args` qualifies: no broadcasting, `16 ≤ shift ≤ 46`, zero points in
+    /// range, digits in i16, and `a`, `b`, `out` long enough.
+    pub fn new(args: &AddArgs<'_>, out: &[i8]) -> Option<AddFast> {
+        let n = args.out_shape.len();
+        if args.a_shape != args.out_shape || args.b_shape != args.out_shape || args.a.len() < n || args.b.len() < n || out.len() < n {
+            return None;
+        }
+        if !(16..=46).contains(&args.shift) || !(-128..=127).contains(&args.a_zp) || !(-128..=127).contains(&args.b_zp) {
+            return None;
+        }
+        if !(-128..=args.max).contains(&args.min) || args.max > 127 || !(-128..=127).contains(&args.out_zp) {
+            return None;
+        }
+        let split = |m: i32| -> Option<(i16, i16)> {
+            let m0 = m as i16;
+            let m1 = (m as i64 - m0 as i64) >> 16;
+            Some((i16::try_from(m1).ok()?, m0))
+        };
+        let (a1, a0) = split(args.a_mult)?;
+        let (b1, b0) = split(args.b_mult)?;
+        let c = (1i64 << (args.shift - 1)) - args.a_zp as i64 * args.a_mult as i64 - args.b_zp as i64 * args.b_mult as i64;
+        let ch = c >> 16;
+        // |H| ≤ 2·128·2^15 = 2^23 and the carry is below 2^8: H' fits when |Ch| < 2^30.
+        if ch.abs() >= 1 << 30 {
+            return None;
+        }
+        Some(AddFast { a1, a0, b1, b0, ch: ch as i32, cl: (c & 0xffff) as i32, sh: args.shift - 16 })
+    }
+
+    /// `(b1 << 16) | a1` (an `(a, b)` i16 pair per 32-bit lane, for `pmaddwd`).
+    pub fn pair_hi(&self) -> i32 {
+        ((self.b1 as u16 as u32) << 16 | self.a1 as u16 as u32) as i32
+    }
+
+    /// `(b0 << 16) | a0`.
+    pub fn pair_lo(&self) -> i32 {
+        ((self.b0 as u16 as u32) << 16 | self.a0 as u16 as u32) as i32
+    }
+}
+
+/// Element `i` of an addition without broadcasting, the reference way (vector tails).
+#[inline(always)]
+pub fn add_one(args: &AddArgs<'_>, i: usize) -> i8 {
+    let acc = (args.a[i] as i64 - args.a_zp as i64) * args.a_mult as i64 + (args.b[i] as i64 - args.b_zp as i64) * args.b_mult as i64;
+    let v = crate::requant::requantize_i64(acc, args.shift) as i64 + args.out_zp as i64;
+    v.clamp(args.min as i64, args.max as i64) as i8
+}
+
+/// Average pooling, exactly [`crate::reference::pool::avg_pool`]. Global pooling (one window
+/// covering the whole unpadded input, the usual classifier head) sums each channel over the
+/// pixels in i32 lanes, chunks of 64 channels at a time (vectorized once inlined into a SIMD entry
+/// point), and finishes with the reference's exact [`mean_requant`]; other windows use the
+/// reference.
+///
+/// [`mean_requant`]: crate::reference::pool::mean_requant
+#[inline(always)]
+pub fn avg_pool(args: &AvgPoolArgs, input: &[i8], out: &mut [i8]) {
+    let g = &args.geom;
+    let global = g.kh == g.input.h
+        && g.kw == g.input.w
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && g.output.h == 1
+        && g.output.w == 1
+        && g.input.c == g.output.c
+        && g.input.n == g.output.n
+        && g.input.h * g.input.w < 1 << 23;
+    if !global || g.output.is_empty() || input.len() < g.input.len() || out.len() < g.output.len() {
+        crate::reference::pool::avg_pool(args, input, out);
+        return;
+    }
+    let c = g.input.c;
+    let pixels = g.input.h * g.input.w;
+    let count = pixels as u64; // every cell is inside the input
+    let zp = args.input_zp as i64;
+    for n in 0..g.input.n {
+        let img = &input[n * pixels * c..(n + 1) * pixels * c];
+        let mut c0 = 0;
+        while c0 < c {
+            let w = (c - c0).min(64);
+            let mut acc = [0i32; 64];
+            for px in 0..pixels {
+                let x = &img[px * c + c0..px * c + c0 + w];
+                for (a, &v) in acc[..w].iter_mut().zip(x) {
+                    *a += v as i32;
+                }
+            }
+            for (j, &s) in acc[..w].iter().enumerate() {
+                let sum = s as i64 - zp * pixels as i64;
+                let v = crate::reference::pool::mean_requant(sum, count, args.mult, args.shift) + args.out_zp as i64;
+                out[n * c + c0 + j] = v.clamp(args.min as i64, args.max as i64) as i8;
+            }
+            c0 += w;
+        }
+    }
 }
 
 #[cfg(test)]

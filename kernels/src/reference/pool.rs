@@ -103,7 +103,7 @@ fn mean_requant_i64(sum: i64, count: u64, mult: i32, shift: i32) -> Option<i64> 
 /// `floor((2·num + den) / (2·den))` with `num = sum · mult`, `den = count · 2^shift`; `0` when
 /// `count == 0`. Uses `i64` when every intermediate fits, `i128` otherwise (same result).
 #[inline]
-fn mean_requant(sum: i64, count: u64, mult: i32, shift: i32) -> i64 {
+pub fn mean_requant(sum: i64, count: u64, mult: i32, shift: i32) -> i64 {
     if count == 0 {
         return 0;
     }

@@ -120,6 +120,10 @@ unsafe fn tile512<const R: usize, const NB: usize, const U8: bool>(
             }
             step512::<R, NB, U8>(&mut acc, b.add(k4 * 64), bstride, &words);
         }
+        if NB == 2 && R >= 2 && cbs.iter().all(ChannelBlock::shifts_ge_32) {
+            store_pairs512::<R, NB>(acc, cbs, q, c, ldc, valid);
+            return;
+        }
         // clamp(x + zp, min, max) = clamp(x, min − zp, max − zp) + zp, without overflow
         let zp = _mm512_set1_epi32(q.zero_point);
         let lo = _mm512_set1_epi32(q.min - q.zero_point);
@@ -166,6 +170,103 @@ unsafe fn tile512<const R: usize, const NB: usize, const U8: bool>(
                 let y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(y, lo), hi), zp);
                 _mm_mask_storeu_epi8(c.add(r * ldc + 16 * j), mask, _mm512_cvtepi32_epi8(y));
             }
+        }
+    }
+}
+
+/// Constants of the fast requantization of one block (every shift in `[32, 62]`).
+#[derive(Clone, Copy)]
+struct Fast16 {
+    m: __m512i,
+    m_odd: __m512i,
+    r_even: __m512i,
+    r_odd: __m512i,
+    s32: __m512i,
+}
+
+impl Fast16 {
+    /// # Safety
+    /// AVX-512F; `cb.shifts_ge_32()`.
+    #[inline(always)]
+    unsafe fn new(cb: &ChannelBlock) -> Fast16 {
+        // SAFETY: AVX-512F per the contract; aligned loads of the block's constants.
+        unsafe {
+            let one = _mm512_set1_epi64(1);
+            let m = _mm512_load_si512(cb.mult.as_ptr().cast());
+            let s = _mm512_load_si512(cb.shift.as_ptr().cast());
+            let s_even = _mm512_and_si512(s, _mm512_set1_epi64(0xffff_ffff));
+            let s_odd = _mm512_srli_epi64::<32>(s);
+            Fast16 {
+                m,
+                m_odd: _mm512_srli_epi64::<32>(m),
+                r_even: _mm512_sllv_epi64(one, _mm512_sub_epi64(s_even, one)),
+                r_odd: _mm512_sllv_epi64(one, _mm512_sub_epi64(s_odd, one)),
+                s32: _mm512_sub_epi32(s, _mm512_set1_epi32(32)),
+            }
+        }
+    }
+
+    /// `requantize(v)` per lane: the high halves of `v·m + 2^(s−1)` (odd dwords of the even and
+    /// odd 64-bit products, interleaved by one `vpermt2d`), shifted right by `s − 32`.
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[inline(always)]
+    unsafe fn apply(&self, v: __m512i) -> __m512i {
+        // SAFETY: AVX-512F per the contract; register-only intrinsics.
+        unsafe {
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(v, self.m), self.r_even);
+            let po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64::<32>(v), self.m_odd), self.r_odd);
+            let idx = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1);
+            _mm512_srav_epi32(_mm512_permutex2var_epi32(pe, idx, po), self.s32)
+        }
+    }
+}
+
+/// Requantize and store a tile of 32 channels (`NB == 2`, every shift in `[32, 62]`), two rows
+/// at a time: `vpackssdw` of the two blocks, `+zp` with `vpaddsw`, `vpacksswb` of the two rows,
+/// the clamp on bytes, one `vpermd` to restore the channel order. Equal to the reference's
+/// `clamp(requantize(acc) + zp, min, max)` because the saturations keep values outside
+/// `[-128, 127]` outside.
+///
+/// # Safety
+/// AVX-512F/BW/VL; `c` writable for `valid ≤ 32` bytes at `r·ldc`, `r < R`.
+#[inline(always)]
+unsafe fn store_pairs512<const R: usize, const NB: usize>(
+    acc: [[__m512i; NB]; R],
+    cbs: &[ChannelBlock; NB],
+    q: &crate::params::OutQuant<'_>,
+    c: *mut i8,
+    ldc: usize,
+    valid: usize,
+) {
+    // SAFETY: AVX-512 per the contract; the stores are masked to `valid` bytes per row.
+    unsafe {
+        let f0 = Fast16::new(&cbs[0]);
+        let f1 = Fast16::new(&cbs[1]);
+        let zp = _mm512_set1_epi16(q.zero_point as i16);
+        let lo = _mm512_set1_epi8(q.min.clamp(-128, 127) as i8);
+        let hi = _mm512_set1_epi8(q.max.clamp(-128, 127) as i8);
+        // dword d of 128-bit lane L after the packs: [r ch 4L, r ch 16+4L, r+1 ch 4L, r+1 ch 16+4L]
+        let idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+        let mask: __mmask32 = if valid >= 32 { u32::MAX } else { (1u32 << valid) - 1 };
+        // a macro rather than a closure: compiled with the caller's target features
+        macro_rules! row16 {
+            ($r:expr) => {
+                _mm512_adds_epi16(_mm512_packs_epi32(f0.apply(acc[$r][0]), f1.apply(acc[$r][1])), zp)
+            };
+        }
+        let mut r = 0;
+        while r < R {
+            let a = row16!(r);
+            let b = if r + 1 < R { row16!(r + 1) } else { a };
+            let v = _mm512_min_epi8(_mm512_max_epi8(_mm512_packs_epi16(a, b), lo), hi);
+            let v = _mm512_permutexvar_epi32(idx, v);
+            _mm256_mask_storeu_epi8(c.add(r * ldc), mask, _mm512_castsi512_si256(v));
+            if r + 1 < R {
+                _mm256_mask_storeu_epi8(c.add((r + 1) * ldc), mask, _mm512_extracti64x4_epi64::<1>(v));
+            }
+            r += 2;
         }
     }
 }
@@ -230,6 +331,36 @@ pub(crate) unsafe fn gemm512<const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: us
     if !driver::check_gemm(g, c, ldc, true) {
         return;
     }
+    if g.m > MC512 && g.n > 32 && g.m * ldc >= CHUNK_MIN_OUT {
+        // Several column panels over many rows: go by chunks of rows, so that each chunk's output
+        // rows are written completely (all panels) while they are in cache.
+        let mut i0 = 0;
+        while i0 < g.m {
+            let rows = (g.m - i0).min(MC512);
+            let sub = Gemm { m: rows, a: &g.a[i0 * g.lda..], ..*g };
+            // SAFETY: the rows `i0 .. i0 + rows` of a GEMM validated above form a valid GEMM
+            // (`a` and `c` keep `(rows − 1)·ld + k` and `(rows − 1)·ldc + n` elements).
+            unsafe { panels512::<U8>(&sub, &mut c[i0 * ldc..], ldc) };
+            i0 += rows;
+        }
+        return;
+    }
+    // SAFETY: validated above.
+    unsafe { panels512::<U8>(g, c, ldc) }
+}
+
+/// Output size (bytes) from which [`gemm512`] goes by chunks of rows (outputs that no longer
+/// fit in L2 when written panel by panel).
+const CHUNK_MIN_OUT: usize = 512 * 1024;
+/// Rows per chunk of [`gemm512`] (a multiple of [`MR512`]).
+const MC512: usize = 64;
+
+/// Every column panel of a validated GEMM.
+///
+/// # Safety
+/// AVX-512F/BW/VL/VNNI; `g`, `c`, `ldc` validated by [`driver::check_gemm`].
+#[inline(always)]
+unsafe fn panels512<const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
     let blocks = g.n.div_ceil(16);
     let mut blk = 0;
     // SAFETY: validated above; AVX-512 per the contract.

@@ -18,6 +18,7 @@ Options:
   --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm);
                     default: the best for this CPU, capped by TEMPER_KERNELS
   --json            print the result as JSON
+  --per-op          also time every op alone (median µs over the runs, share of the sum)
   -h, --help        this help
 
 Reports the model load time (map + full validation including checksums), the latency of
@@ -68,7 +69,7 @@ fn parse_vmhwm(status: &str) -> Option<u64> {
 
 /// Entry point of `bench`.
 pub fn main(argv: &[String]) -> CliResult {
-    const OPTS: &[Opt] = &[Opt::value("runs"), Opt::value("warmup"), Opt::value("kernels"), Opt::flag("json")];
+    const OPTS: &[Opt] = &[Opt::value("runs"), Opt::value("warmup"), Opt::value("kernels"), Opt::flag("json"), Opt::flag("per-op")];
     let p = args::parse("bench", argv, OPTS)?;
     if p.help {
         print!("{HELP}");
@@ -103,6 +104,32 @@ pub fn main(argv: &[String]) -> CliResult {
         lat.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let st = stats(&lat).ok_or_else(|| CliError::failed("no runs"))?;
+    if p.flag("per-op") {
+        let n_ops = model.op_count();
+        let mut per = vec![Vec::with_capacity(runs); n_ops];
+        for _ in 0..runs {
+            for (i, v) in per.iter_mut().enumerate() {
+                let t = Instant::now();
+                s.run_single(i);
+                v.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let med: Vec<f64> = per.iter().map(|v| stats(v).map_or(0.0, |s| s.median)).collect();
+        let total: f64 = med.iter().sum();
+        println!("per op (median µs, {runs} runs; sum {total:.1} µs)");
+        for (i, m) in med.iter().enumerate() {
+            let op = model.op(i);
+            let shape = |id: u32| format!("{:?}", model.tensor(id).dims);
+            println!(
+                "  {i:3} {:<15} {:<24} {:>22} -> {:<22} {m:9.2} {:5.1} %",
+                format!("{:?}", op.code),
+                op.name,
+                shape(op.inputs[0]),
+                shape(op.outputs[0]),
+                100.0 * m / total.max(1e-9)
+            );
+        }
+    }
     let batch = model.graph_inputs().first().and_then(|&id| model.tensor(id).dims.first().copied()).unwrap_or(1).max(1) as f64;
     let per_s = if st.mean > 0.0 { 1e6 / st.mean } else { f64::INFINITY };
     let rss = peak_rss_kib();
