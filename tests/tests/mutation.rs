@@ -1,5 +1,7 @@
-//! Hostile model files: truncation at every length and every single-bit flip in the header and
-//! tables. Each mutant either loads and runs, or fails with an error — never a panic.
+//! Hostile model files: truncation at every length, every single-bit flip in the header and
+//! tables, and targeted field mutations, on the hand-built model and the real ones (the
+//! controller's model and the emitted Fashion-MNIST student). Each mutant either loads and runs,
+//! or fails with an error — never a panic.
 
 use temper_kernels::dispatch;
 use temper_runtime::format::{Header, SectionEntry, HEADER_SIZE};
@@ -41,13 +43,20 @@ fn truncation_at_every_length_is_an_error() {
 
 #[test]
 fn every_bit_flip_in_header_and_tables_never_panics() {
-    let bytes = TinyCnn::new(5).build();
+    let (tried, loaded) = bit_flips(&TinyCnn::new(5).build(), true);
+    eprintln!("bit flips tried: {tried}, loaded and ran without checksums: {loaded}");
+    assert!(tried > 8 * 500);
+}
+
+/// Flips every bit of the header and section table (and, with `records`, of every section but
+/// the constant data); returns (mutants, loaded and ran without checksums).
+fn bit_flips(bytes: &[u8], records: bool) -> (usize, usize) {
     let header: Header = *bytemuck::from_bytes(&bytes[..HEADER_SIZE]);
     let table: &[SectionEntry] = bytemuck::cast_slice(&bytes[HEADER_SIZE..header.header_len as usize]);
     // header + section table + every record section (everything but the constant data)
     let mut ranges = vec![(0usize, header.header_len as usize)];
     for s in table {
-        if s.kind != 6 {
+        if records && s.kind != 6 {
             ranges.push((s.offset as usize, (s.offset + s.len) as usize));
         }
     }
@@ -55,7 +64,7 @@ fn every_bit_flip_in_header_and_tables_never_panics() {
     for &(a, b) in &ranges {
         for byte in a..b {
             for bit in 0..8 {
-                let mut m = bytes.clone();
+                let mut m = bytes.to_vec();
                 m[byte] ^= 1 << bit;
                 // With checksums every flip must be caught...
                 assert!(!load_and_run(&m, LoadOptions::default()), "flip at byte {byte} bit {bit} passed the checksums");
@@ -65,8 +74,48 @@ fn every_bit_flip_in_header_and_tables_never_panics() {
             }
         }
     }
-    eprintln!("bit flips tried: {tried}, loaded and ran without checksums: {loaded}");
-    assert!(tried > 8 * 500);
+    (tried, loaded)
+}
+
+/// The real models of the test set: the controller's checked-in `defect8x8.tmf` and the
+/// emitted Fashion-MNIST student (the fuzz seed), read from the source tree.
+fn real_models() -> Vec<(&'static str, Vec<u8>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    ["targets/controller/model/defect8x8.tmf", "fuzz/seeds/model_from_bytes/student_kd.tmf"]
+        .iter()
+        .map(|p| (*p, std::fs::read(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"))))
+        .collect()
+}
+
+/// Truncation at every length of the real models (no copy: prefixes of one aligned buffer).
+#[test]
+fn real_models_truncated_at_every_length_fail() {
+    for (name, bytes) in real_models() {
+        let buf = AlignedBuf::from_bytes(&bytes);
+        for len in 0..bytes.len() {
+            for verify in [true, false] {
+                assert!(
+                    Model::from_bytes_with(&buf.as_bytes()[..len], LoadOptions { verify_checksums: verify }).is_err(),
+                    "{name} truncated to {len} loaded"
+                );
+            }
+        }
+        assert!(load_and_run(&bytes, LoadOptions::default()), "{name}");
+        eprintln!("{name}: {} truncations rejected", 2 * bytes.len());
+    }
+}
+
+/// Bit flips on the real models: every bit of header, table and records of the small controller
+/// model; header and section table of the student (its record flips would each cost a payload
+/// checksum over 114 KB — the hand-built model covers records).
+#[test]
+fn real_models_bit_flips_never_panic() {
+    for (name, bytes) in real_models() {
+        let records = bytes.len() < 16 * 1024;
+        let (tried, loaded) = bit_flips(&bytes, records);
+        eprintln!("{name}: bit flips tried: {tried} (records {records}), loaded and ran without checksums: {loaded}");
+        assert!(tried >= 8 * 64);
+    }
 }
 
 /// Byte offset of `section kind` and its length.
@@ -86,7 +135,22 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
 
 #[test]
 fn targeted_field_mutations_load_and_run_or_fail_cleanly() {
-    let bytes = TinyCnn::new(9).build();
+    let (tried, loaded) = targeted(&TinyCnn::new(9).build());
+    eprintln!("targeted mutants tried: {tried}, loaded and ran: {loaded}");
+    assert!(tried > 5000);
+}
+
+#[test]
+fn targeted_field_mutations_on_the_controller_model() {
+    let (name, bytes) = real_models().remove(0);
+    let (tried, loaded) = targeted(&bytes);
+    eprintln!("{name}: targeted mutants tried: {tried}, loaded and ran: {loaded}");
+    assert!(tried > 5000);
+}
+
+/// Targeted field mutations of `bytes`; returns (mutants, loaded and ran).
+fn targeted(bytes: &[u8]) -> (usize, usize) {
+    let bytes = bytes.to_vec();
     let n = bytes.len() as u64;
     let u32s = [0u32, 1, 2, 3, 7, 8, 9, 255, 256, 0x7fff_ffff, 0x8000_0000, u32::MAX - 1, u32::MAX, n as u32, n as u32 - 1, n as u32 + 1];
     let u64s = [0u64, 1, 63, 64, n - 1, n, n + 1, u32::MAX as u64, i64::MAX as u64, u64::MAX - 7, u64::MAX];
@@ -214,8 +278,7 @@ fn targeted_field_mutations_load_and_run_or_fail_cleanly() {
         }
     }
     assert!(overlap_rejected > 0, "moving live activations onto each other must be rejected");
-    eprintln!("targeted mutants tried: {tried}, loaded and ran: {loaded}");
-    assert!(tried > 5000);
+    (tried, loaded)
 }
 
 /// Every fuzzer reproducer kept in `fuzz/regressions/model_from_bytes/` either fails to load or
