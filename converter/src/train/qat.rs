@@ -2,11 +2,11 @@
 //! reproduces what the converter's lowering and `temper-runtime` compute, then emit the `.tmf`
 //! with the learned activation ranges.
 //!
-//! What is simulated, exactly as [`crate::quant::lower`] and the runtime do it:
+//! What is simulated, exactly as [`crate::quant::lower()`] and the runtime do it:
 //! * weights: symmetric per-output-channel int8 in −127..=127 with scale `max|w| / 127`
-//!   ([`quantize_weights_per_channel`](crate::quant::observer::quantize_weights_per_channel),
+//!   ([`quantize_weights_per_channel`],
 //!   the very function the lowering calls);
-//! * activations: asymmetric int8 with [`qparams_for_range`](crate::quant::qparams_for_range)
+//! * activations: asymmetric int8 with [`qparams_for_range`]
 //!   and [`temper_kernels::requant::quantize_f32`] (round half away from zero, saturating) on
 //!   every tensor that the lowering gives its own quantization parameters (graph input, outputs
 //!   of Conv/Dense/Add/Mul/pools with averaging/activation tables); MaxPool, Reshape and
