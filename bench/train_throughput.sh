@@ -42,7 +42,7 @@ torch_v=$("$VENV/bin/python" -c "import torch; print(torch.__version__)")
   echo "\`bench/train_throughput.sh\` ($(date -u +%Y-%m-%d), REPS=$REPS, STEPS=$STEPS): images/s of forward + backward +"
   echo "Adam update on one fixed batch, both pinned with \`taskset -c $CPUS\` and $THREADS threads"
   echo "(PyTorch $torch_v, \`torch.set_num_threads($THREADS)\`; temper \`temper train --bench\`, GEMM path"
-  echo "$("$TEMPER" train --model "$MODELS/student_init.onnx" --bench 1 --out /dev/null 2>&1 | grep -o 'GEMM path [^;]*')). Runs alternate torch/temper; medians of $REPS."
+  echo "$("$TEMPER" train --model "$MODELS/student_init.onnx" --bench 1 --out /dev/null 2>&1 | grep -o 'GEMM path [^;]*' | sed 's/GEMM path //')). Runs alternate torch/temper; medians of $REPS."
   echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores."
   echo
   echo "| model | batch | PyTorch img/s (median) | temper img/s (median) | temper / PyTorch | runs (torch/temper) | load avg during runs |"

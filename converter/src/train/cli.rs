@@ -27,7 +27,7 @@ training options:
   --val SPEC            validation data, evaluated after every epoch (default fashion-mnist:val; none = off)
   --test SPEC           data to report the final accuracy on (optional)
   --epochs E            epochs (default 8)
-  --batch B             mini-batch size (default 128)
+  --batch B             mini-batch size (default 64)
   --lr LR               peak learning rate (default 1e-3 for adam/adamw, 0.05 for sgd)
   --optimizer O         adam | adamw | sgd (default adam)
   --momentum M          SGD momentum (default 0.9); --nesterov for Nesterov momentum
@@ -52,8 +52,9 @@ training options:
 distillation options:
   --T T                 temperature (default 4)
   --alpha A             weight of T²·KL(teacher ‖ student) (default 0.7; 1 − A weighs the labels)
-  --alpha-schedule S    constant | decay | warmup (default constant): decay = α·(1−p) + α_end·p,
-                        warmup = α·min(1, p/0.3), p = training progress
+  --alpha-schedule S    constant | decay | warmup (default decay): decay = α·(1−p) + α_end·p,
+                        warmup = α·min(1, p/0.3), p = training progress (measurements of all
+                        three: bench/results/kd.md)
   --alpha-end A         α at the end of the decay schedule (default 0)
   --teacher-weights W   comma-separated mixture weights, or val (proportional to validation accuracy);
                         default equal
@@ -212,7 +213,7 @@ pub fn run(cmd: &str, args: &[String]) -> Result<(), String> {
     );
     if let Some(steps) = a.get("bench") {
         let steps: usize = steps.parse().map_err(|_| format!("--bench: '{steps}' is not a count"))?;
-        let batch: usize = a.num("batch", 128usize)?;
+        let batch: usize = a.num("batch", 64usize)?;
         let optimizer = OptimizerKind::parse(a.get("optimizer").unwrap_or("adam"), a.num("momentum", 0.9f32)?, a.flag("nesterov"))?;
         let ips = benchmark(&mut net, &train_ds, &norm, batch, steps.max(1), optimizer).map_err(|e| e.to_string())?;
         println!("{label}: {ips:.0} images/s training (forward+backward+{} update, batch {batch}, {threads} threads)", optimizer.name());
@@ -239,7 +240,7 @@ pub fn run(cmd: &str, args: &[String]) -> Result<(), String> {
     };
     let cfg = TrainConfig {
         epochs: a.num("epochs", 8usize)?,
-        batch: a.num("batch", 128usize)?,
+        batch: a.num("batch", 64usize)?,
         optimizer,
         weight_decay: a.num("wd", 0.0f32)?,
         schedule: Schedule { base_lr: a.num("lr", default_lr)?, kind, warmup_steps: 0 },
@@ -280,7 +281,7 @@ pub fn run(cmd: &str, args: &[String]) -> Result<(), String> {
         let kd = KdConfig {
             temperature: a.num("T", 4.0f32)?,
             alpha: a.num("alpha", 0.7f32)?,
-            schedule: AlphaSchedule::parse(a.get("alpha-schedule").unwrap_or("constant"), a.num("alpha-end", 0.0f32)?)?,
+            schedule: AlphaSchedule::parse(a.get("alpha-schedule").unwrap_or("decay"), a.num("alpha-end", 0.0f32)?)?,
             mimic,
             mimic_weight: a.num("mimic-weight", 1.0f32)?,
         };
