@@ -245,7 +245,7 @@ impl Default for PipelineConfig {
                 seed: 1,
                 temperature: 4.0,
                 alpha: 0.7,
-                alpha_schedule: "constant".into(),
+                alpha_schedule: "decay".into(),
                 alpha_end: 0.0,
             },
             ptq: PtqSettings {
@@ -297,7 +297,7 @@ pub const KEYS: &[(&str, bool, &str)] = &[
     ("seed", true, "S      seed (default 1)"),
     ("T", true, "T      distillation temperature (default 4)"),
     ("alpha", true, "A      weight of T²·KL, 1 − A weighs the labels (default 0.7)"),
-    ("alpha-schedule", true, "S      constant | decay | warmup (default constant)"),
+    ("alpha-schedule", true, "S      constant | decay | warmup (default decay: α → alpha-end; measured best, bench/results/kd.md)"),
     ("alpha-end", true, "A      α at the end of the decay schedule (default 0)"),
     ("calib", true, "SPEC   calibration data (default: the training data)"),
     ("calib-size", true, "N      calibration images (default 2000)"),
