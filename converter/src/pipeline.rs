@@ -1457,17 +1457,7 @@ impl J {
             }
             J::S(s) => {
                 out.push('"');
-                for c in s.chars() {
-                    match c {
-                        '"' => out.push_str("\\\""),
-                        '\\' => out.push_str("\\\\"),
-                        '\n' => out.push_str("\\n"),
-                        c if (c as u32) < 0x20 => {
-                            let _ = write!(out, "\\u{:04x}", c as u32);
-                        }
-                        c => out.push(c),
-                    }
-                }
+                out.push_str(&crate::report::esc(s));
                 out.push('"');
             }
             J::Arr(v) if v.is_empty() => out.push_str("[]"),

@@ -44,13 +44,15 @@ pub struct Report {
     pub seconds: f64,
 }
 
-fn esc(s: &str) -> String {
+/// Escapes `s` for the inside of a JSON string (`<` too, so the text is safe inside SVG/HTML).
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::new();
     for ch in s.chars() {
         match ch {
             '"' => o.push_str("\\\""),
             '\\' => o.push_str("\\\\"),
             '<' => o.push_str("\\u003c"),
+            '\n' => o.push_str("\\n"),
             c if (c as u32) < 0x20 => {
                 let _ = write!(o, "\\u{:04x}", c as u32);
             }

@@ -313,7 +313,7 @@ mod bench {
     use super::*;
 
     #[test]
-    #[ignore]
+    #[ignore = "a benchmark, not a test: prints GFLOPS (cargo test --release -p temper-converter gemm_gflops -- --ignored --nocapture)"]
     fn gemm_gflops() {
         let mut s = Scratch::default();
         for &(m, n, k) in &[(16, 784, 9), (32, 392, 144), (128, 294, 1152), (64, 1568, 128), (512, 64, 1152)] {
