@@ -374,9 +374,15 @@ fn conv2d_real_layers() {
     // Layer shapes of the Fashion-MNIST student and common mobile blocks (one image each).
     let kernels = runnable();
     let mut r = Rng::new(4);
-    let shapes: [(usize, usize, usize, usize, usize, usize, usize); 6] = [
+    let shapes: [(usize, usize, usize, usize, usize, usize, usize); 10] = [
         // (h, w, cin, cout, k, stride, pad)
         (28, 28, 1, 16, 3, 1, 1),
+        // first layers on RGB images (x86 VNNI: direct row convolution); 200 wide rows are
+        // done in segments, 80 output channels in two groups of blocks
+        (8, 200, 3, 24, 3, 2, 1),
+        (10, 30, 1, 80, 3, 1, 1),
+        (12, 12, 3, 32, 5, 1, 2),
+        (16, 16, 3, 16, 7, 2, 3),
         (28, 28, 16, 32, 3, 1, 1),
         (14, 14, 32, 64, 3, 2, 1),
         (14, 14, 64, 64, 1, 1, 0),

@@ -224,6 +224,23 @@ pub fn conv2d_im2col(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8], gemm:
     }
 }
 
+/// Copy input columns `x0 .. x0 + dst.len() / c` of row `(n, iy)` (the first may lie left of the
+/// input, the last right of it) into `dst`, every byte XOR `xor`; columns outside the input
+/// are filled with `pad`.
+#[inline(always)]
+pub fn fill_row(a: &ConvArgs<'_>, n: usize, iy: usize, x0: isize, dst: &mut [i8], pad: i8, xor: i8) {
+    let (c, w) = (a.geom.input.c, a.geom.input.w as isize);
+    let cols = dst.len() / c.max(1);
+    let left = (x0.min(0).unsigned_abs()).min(cols);
+    let end = ((w - x0).max(0) as usize).min(cols).max(left);
+    dst[..left * c].fill(pad);
+    if end > left {
+        let s = ((n * a.geom.input.h + iy) * a.geom.input.w + (x0 + left as isize) as usize) * c;
+        copy_xor(&mut dst[left * c..end * c], &a.input[s..s + (end - left) * c], xor);
+    }
+    dst[end * c..].fill(pad);
+}
+
 /// Copy `src` to `dst` XOR `xor` (a plain copy when `xor` is 0).
 #[inline(always)]
 fn copy_xor(dst: &mut [i8], src: &[i8], xor: i8) {

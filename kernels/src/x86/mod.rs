@@ -29,6 +29,7 @@
 mod avx2;
 mod dw512;
 mod eltwise;
+mod rowconv;
 mod vnni;
 
 use crate::dispatch::{Kernels, Level, Variant, SCALAR};
@@ -87,7 +88,9 @@ entry!(gemm_avxvnni_u8, "avx2,avxvnni", REQ_AVXVNNI, (g: &Gemm<'_>, c: &mut [i8]
     vnni::gemm256::<vnni::Vex, true>(g, c, ldc));
 entry!(dw_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &DepthwiseArgs<'_>, out: &mut [i8]), avx2::depthwise(a, out));
 entry!(conv_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
-    driver::conv2d_im2col(a, out, scratch, gemm_avxvnni, Some(gemm_avxvnni_u8)));
+if !rowconv::conv::<rowconv::Ymm<vnni::Vex>>(a, out, scratch) {
+    driver::conv2d_im2col(a, out, scratch, gemm_avxvnni, Some(gemm_avxvnni_u8))
+});
 entry!(add_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
 entry!(avgpool_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
 entry!(maxpool_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
@@ -109,8 +112,10 @@ entry!(gemm_vnni256e_u8, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (
 entry!(dw_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &DepthwiseArgs<'_>, out: &mut [i8]),
     avx2::depthwise(a, out));
 entry!(conv_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX,
-    (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
-    driver::conv2d_im2col(a, out, scratch, gemm_vnni256e, Some(gemm_vnni256e_u8)));
+(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
+if !rowconv::conv::<rowconv::Ymm<vnni::Evex>>(a, out, scratch) {
+    driver::conv2d_im2col(a, out, scratch, gemm_vnni256e, Some(gemm_vnni256e_u8))
+});
 entry!(add_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
 entry!(avgpool_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
 entry!(maxpool_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
@@ -132,8 +137,10 @@ entry!(gemm_avx512_u8, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, 
 entry!(dw_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &DepthwiseArgs<'_>, out: &mut [i8]),
     dw512::depthwise(a, out));
 entry!(conv_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512,
-    (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
-    driver::conv2d_im2col(a, out, scratch, gemm_avx512, Some(gemm_avx512_u8)));
+(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
+if !rowconv::conv::<rowconv::Zmm>(a, out, scratch) {
+    driver::conv2d_im2col(a, out, scratch, gemm_avx512, Some(gemm_avx512_u8))
+});
 entry!(add_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx512(a, out));
 entry!(avgpool_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
 entry!(maxpool_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));

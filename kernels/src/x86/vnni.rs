@@ -120,6 +120,26 @@ unsafe fn tile512<const R: usize, const NB: usize, const U8: bool>(
             }
             step512::<R, NB, U8>(&mut acc, b.add(k4 * 64), bstride, &words);
         }
+        store512::<R, NB>(acc, cbs, q, c, ldc, valid);
+    }
+}
+
+/// Requantize a tile of accumulators (`R` rows × `NB` blocks of 16 channels, `acc[r][j]`) and
+/// store it: row `r` at `c + r·ldc`, `valid ≤ 16·NB` bytes per row (a byte mask on the tail).
+///
+/// # Safety
+/// AVX-512F/BW/VL; `c` writable for `valid` bytes at `r·ldc` for every `r < R`.
+#[inline(always)]
+pub(crate) unsafe fn store512<const R: usize, const NB: usize>(
+    acc: [[__m512i; NB]; R],
+    cbs: &[ChannelBlock; NB],
+    q: &crate::params::OutQuant<'_>,
+    c: *mut i8,
+    ldc: usize,
+    valid: usize,
+) {
+    // SAFETY: AVX-512 per the contract; the stores are masked to `valid` bytes per row.
+    unsafe {
         if NB == 2 && R >= 2 && cbs.iter().all(ChannelBlock::shifts_ge_32) {
             store_pairs512::<R, NB>(acc, cbs, q, c, ldc, valid);
             return;
