@@ -694,10 +694,11 @@ fn depthwise2d_real_layers() {
 #[test]
 fn gemm_large_outputs() {
     // Outputs above 512 KiB: the AVX-512 GEMM goes by chunks of rows (12,000 × 48 and a
-    // pointwise-convolution-like 11,000 × 16 × 96 with a row stride).
+    // pointwise-convolution-like 11,000 × 16 × 96 with a row stride); rows longer than the VNNI
+    // paths' flip buffer (k = 9,000).
     let kernels = runnable();
     let mut r = Rng::new(11);
-    for &(m, k, n, ldc) in &[(12_000usize, 20usize, 48usize, 48usize), (11_000, 16, 90, 96)] {
+    for &(m, k, n, ldc) in &[(12_000usize, 20usize, 48usize, 48usize), (11_000, 16, 90, 96), (3, 9_000, 40, 40)] {
         let a = activations(&mut r, m * k);
         let w = weights(&mut r, n * k);
         let p = pack_weights(&mut r, &w, n, k, -3, false);

@@ -243,7 +243,7 @@ pub fn fill_row(a: &ConvArgs<'_>, n: usize, iy: usize, x0: isize, dst: &mut [i8]
 
 /// Copy `src` to `dst` XOR `xor` (a plain copy when `xor` is 0).
 #[inline(always)]
-fn copy_xor(dst: &mut [i8], src: &[i8], xor: i8) {
+pub fn copy_xor(dst: &mut [i8], src: &[i8], xor: i8) {
     let src = &src[..dst.len()];
     if dst.len() < 8 {
         // few input channels (e.g. a grayscale first layer): a plain byte loop

@@ -342,6 +342,52 @@ unsafe fn panel512<const NB: usize, const U8: bool>(g: &Gemm<'_>, blk: usize, c:
     }
 }
 
+/// Bytes of the stack buffer into which the VNNI GEMMs copy signed activation rows XOR `0x80`,
+/// so that the micro-kernels broadcast each word straight from memory instead of loading,
+/// flipping and broadcasting it for every column panel.
+const FLIP_BUF: usize = 8192;
+
+/// A 64-byte aligned [`FLIP_BUF`].
+#[repr(C, align(64))]
+struct FlipBuf([i8; FLIP_BUF]);
+
+/// Run `$kernel(sub, c, ldc)` (which expects `A` XOR `0x80`) on chunks of rows of the validated
+/// GEMM `$g`, each copied XOR `0x80` into a stack buffer, and evaluate to `true`; `false`
+/// (nothing done) when a row does not fit (`k > FLIP_BUF`) or `k == 0`. A macro rather than a
+/// function taking a closure, so that the kernel is inlined with the caller's target features.
+macro_rules! flipped_chunks {
+    ($g:expr, $c:expr, $ldc:expr, $kernel:path) => {{
+        let (g, c, ldc): (&Gemm<'_>, &mut [i8], usize) = ($g, $c, $ldc);
+        if g.k == 0 || g.k > FLIP_BUF {
+            false
+        } else {
+            let mut buf = FlipBuf([0; FLIP_BUF]);
+            let per = FLIP_BUF / g.k;
+            let mut i0 = 0;
+            while i0 < g.m {
+                let rows = (g.m - i0).min(per);
+                if g.lda == g.k {
+                    // contiguous rows: one copy
+                    let s = i0 * g.k;
+                    driver::copy_xor(&mut buf.0[..rows * g.k], &g.a[s..s + rows * g.k], 0x80u8 as i8);
+                } else {
+                    for r in 0..rows {
+                        let s = (i0 + r) * g.lda;
+                        driver::copy_xor(&mut buf.0[r * g.k..(r + 1) * g.k], &g.a[s..s + g.k], 0x80u8 as i8);
+                    }
+                }
+                let sub = Gemm { m: rows, a: &buf.0[..rows * g.k], lda: g.k, ..*g };
+                // SAFETY: rows `i0 .. i0 + rows` of a GEMM validated by `check_gemm`, with `A`
+                // replaced by `rows · k` bytes at stride `k`, form a valid GEMM; `C` from row `i0`
+                // keeps `(rows − 1)·ldc + n` bytes.
+                unsafe { $kernel(&sub, &mut c[i0 * ldc..], ldc) };
+                i0 += rows;
+            }
+            true
+        }
+    }};
+}
+
 /// AVX-512 VNNI quantized GEMM (uses `bias_u8`).
 ///
 /// # Safety
@@ -351,6 +397,20 @@ pub(crate) unsafe fn gemm512<const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: us
     if !driver::check_gemm(g, c, ldc, true) {
         return;
     }
+    // Only for several column panels: one panel pass does not amortize the copy (measured).
+    if !U8 && g.n > 32 && flipped_chunks!(g, c, ldc, gemm512_checked::<true>) {
+        return;
+    }
+    // SAFETY: validated above.
+    unsafe { gemm512_checked::<U8>(g, c, ldc) }
+}
+
+/// [`gemm512`] after validation.
+///
+/// # Safety
+/// AVX-512F/BW/VL/VNNI; `g`, `c`, `ldc` validated by [`driver::check_gemm`] (with `bias_u8`).
+#[inline(always)]
+unsafe fn gemm512_checked<const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
     if g.m > MC512 && g.n > 32 && g.m * ldc >= CHUNK_MIN_OUT {
         // Several column panels over many rows: go by chunks of rows, so that each chunk's output
         // rows are written completely (all panels) while they are in cache.
@@ -358,14 +418,14 @@ pub(crate) unsafe fn gemm512<const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: us
         while i0 < g.m {
             let rows = (g.m - i0).min(MC512);
             let sub = Gemm { m: rows, a: &g.a[i0 * g.lda..], ..*g };
-            // SAFETY: the rows `i0 .. i0 + rows` of a GEMM validated above form a valid GEMM
+            // SAFETY: the rows `i0 .. i0 + rows` of a validated GEMM form a valid GEMM
             // (`a` and `c` keep `(rows − 1)·ld + k` and `(rows − 1)·ldc + n` elements).
             unsafe { panels512::<U8>(&sub, &mut c[i0 * ldc..], ldc) };
             i0 += rows;
         }
         return;
     }
-    // SAFETY: validated above.
+    // SAFETY: validated by the caller.
     unsafe { panels512::<U8>(g, c, ldc) }
 }
 
@@ -531,6 +591,20 @@ pub(crate) unsafe fn gemm256<D: Dot256, const U8: bool>(g: &Gemm<'_>, c: &mut [i
     if !driver::check_gemm(g, c, ldc, true) {
         return;
     }
+    // Only for several column blocks: one pass does not amortize the copy.
+    if !U8 && g.n > 16 && flipped_chunks!(g, c, ldc, gemm256_checked::<D, true>) {
+        return;
+    }
+    // SAFETY: validated above.
+    unsafe { gemm256_checked::<D, U8>(g, c, ldc) }
+}
+
+/// [`gemm256`] after validation.
+///
+/// # Safety
+/// AVX2 and the encoding `D`; `g`, `c`, `ldc` validated by [`driver::check_gemm`].
+#[inline(always)]
+unsafe fn gemm256_checked<D: Dot256, const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
     let bstride = g.k.div_ceil(4) * 64;
     // SAFETY: `check_gemm` validated every range the tiles touch; `ch0 + valid ≤ n`.
     unsafe {
