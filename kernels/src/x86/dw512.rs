@@ -248,6 +248,110 @@ unsafe fn block(a: &DepthwiseArgs<'_>, taps: usize, c0: usize, dup: bool, blk: &
     }
 }
 
+/// Weights of a 3×3 window for [`row3x3`], paired vertically: `p_*[kx]` interleaves rows 0 and
+/// 1 of column `kx`, `s_*[kx]` row 2 with zeros (lo/hi halves as in [`Block::w`]).
+#[derive(Clone, Copy)]
+struct W3 {
+    p_lo: [__m512i; 3],
+    p_hi: [__m512i; 3],
+    s_lo: [__m512i; 3],
+    s_hi: [__m512i; 3],
+}
+
+/// The [`W3`] of channels `c0 ..` (the `mask` ones) of a 3×3 depthwise layer.
+///
+/// # Safety
+/// AVX-512BW/VL; `a` validated by `check_depthwise`, `kh = kw = 3`, `c0 < c`.
+#[inline(always)]
+unsafe fn w3(a: &DepthwiseArgs<'_>, c0: usize, mask: __mmask32) -> W3 {
+    let c = a.geom.output.c;
+    let wp = a.weights.as_ptr();
+    // SAFETY: masked loads of the valid channels of taps `< 9` (`weights.len() ≥ 9·c`).
+    unsafe {
+        let z = _mm512_setzero_si512();
+        let mut w = W3 { p_lo: [z; 3], p_hi: [z; 3], s_lo: [z; 3], s_hi: [z; 3] };
+        for kx in 0..3 {
+            let r0 = wload(wp, kx * c + c0, mask, false);
+            let r1 = wload(wp, (3 + kx) * c + c0, mask, false);
+            let r2 = wload(wp, (6 + kx) * c + c0, mask, false);
+            w.p_lo[kx] = _mm512_unpacklo_epi16(r0, r1);
+            w.p_hi[kx] = _mm512_unpackhi_epi16(r0, r1);
+            w.s_lo[kx] = _mm512_unpacklo_epi16(r2, z);
+            w.s_hi[kx] = _mm512_unpackhi_epi16(r2, z);
+        }
+        w
+    }
+}
+
+/// `count` interior output pixels of one row of a 3×3, undilated depthwise layer with
+/// horizontal stride `S`, 32 channels (`blk`): each input column (three rows, at `p + x·c`,
+/// `p + x·c + row`, `p + x·c + 2·row`) is sign-extended and interleaved once — rows 0 and 1
+/// into pairs, row 2 with zeros — and then serves every output whose window covers it (three
+/// with stride 1), instead of being re-extended and re-paired for each tap of each output.
+///
+/// # Safety
+/// AVX-512F/BW/VL/VNNI; the windows of the `count` pixels (first column at `p`, columns `S`
+/// apart) are inside the input, with 32 readable channels when `FULL` and the `blk.mask` ones
+/// otherwise; `dst` (first pixel) writable for the masked channels of `count` pixels `c` apart.
+#[inline(never)]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row3x3<const S: usize, const FULL: bool>(
+    p: *const i8,
+    row: usize,
+    c: usize,
+    count: usize,
+    w: &W3,
+    blk: &Block,
+    o: &Out,
+    dst: *mut i8,
+) {
+    // SAFETY: per the contract: columns `x < (count − 1)·S + 3` of the three rows are inside
+    // the input; the stores are masked, one pixel each.
+    unsafe {
+        let z = _mm512_setzero_si512();
+        macro_rules! col {
+            ($x:expr) => {{
+                let q = p.add($x * c);
+                let r0 = ld::<FULL>(q, blk.mask);
+                let r1 = ld::<FULL>(q.add(row), blk.mask);
+                let r2 = ld::<FULL>(q.add(2 * row), blk.mask);
+                [_mm512_unpacklo_epi16(r0, r1), _mm512_unpackhi_epi16(r0, r1), _mm512_unpacklo_epi16(r2, z), _mm512_unpackhi_epi16(r2, z)]
+            }};
+        }
+        macro_rules! out {
+            ($j:expr, $c0:expr, $c1:expr, $c2:expr) => {{
+                let cols = [&$c0, &$c1, &$c2];
+                let (mut lp, mut ls, mut hp, mut hs) = (blk.bias[0], z, blk.bias[1], z);
+                for kx in 0..3 {
+                    lp = _mm512_dpwssd_epi32(lp, cols[kx][0], w.p_lo[kx]);
+                    hp = _mm512_dpwssd_epi32(hp, cols[kx][1], w.p_hi[kx]);
+                    ls = _mm512_dpwssd_epi32(ls, cols[kx][2], w.s_lo[kx]);
+                    hs = _mm512_dpwssd_epi32(hs, cols[kx][3], w.s_hi[kx]);
+                }
+                store(_mm512_add_epi32(lp, ls), _mm512_add_epi32(hp, hs), blk, o, dst.add($j * c));
+            }};
+        }
+        let mut c0 = col!(0);
+        if S == 1 {
+            let mut c1 = col!(1);
+            for j in 0..count {
+                let c2 = col!(j + 2);
+                out!(j, c0, c1, c2);
+                c0 = c1;
+                c1 = c2;
+            }
+        } else {
+            for j in 0..count {
+                let c1 = col!(S * j + 1);
+                let c2 = col!(S * j + 2);
+                out!(j, c0, c1, c2);
+                c0 = c2;
+            }
+        }
+    }
+}
+
 /// Depthwise body for `T` taps (`T = 0`: taken from the geometry).
 ///
 /// # Safety
@@ -286,6 +390,10 @@ unsafe fn dw<const T: usize>(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
         // 16 channels, horizontal stride 1: two neighbouring interior pixels fill one register
         // (their windows are 16 bytes apart), with the block constants duplicated
         let pairs = c == 16 && g.sw == 1;
+        // 3×3, undilated, stride 1 or 2: interior rows by sliding columns (`row3x3`)
+        let rows3 = T == 9 && g.dh == 1 && g.dw == 1 && (g.sw == 1 || g.sw == 2) && !pairs;
+        let z = _mm512_setzero_si512();
+        let wz = W3 { p_lo: [z; 3], p_hi: [z; 3], s_lo: [z; 3], s_hi: [z; 3] };
         let mut blk2 = Block { w: blk.w, bias: blk.bias, rq: blk.rq, mask: 0 };
         let inp = a.input.as_ptr();
         let outp = out.as_mut_ptr();
@@ -300,6 +408,7 @@ unsafe fn dw<const T: usize>(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
                         block(a, taps, 0, true, &mut blk2);
                     }
                     let full = c0 + 32 <= c;
+                    let wv = if rows3 { w3(a, c0, blk.mask) } else { wz };
                     for oy in y0..y1 {
                         let iy0 = (oy * g.sh) as isize - g.pad_top as isize;
                         let orow = (n * g.output.h + oy) * g.output.w;
@@ -331,6 +440,17 @@ unsafe fn dw<const T: usize>(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
                                     store(lo, hi, &blk2, &o, outp.add((orow + rlo + j0) * c));
                                     j0 += 2;
                                 }
+                            }
+                            if rows3 && j0 < rhi - rlo {
+                                let (p, d, n) = (inp.add(base + j0 * step), outp.add((orow + rlo + j0) * c + c0), rhi - rlo - j0);
+                                let row = g.input.w * c;
+                                match (g.sw, full) {
+                                    (1, true) => row3x3::<1, true>(p, row, c, n, &wv, &blk, &o, d),
+                                    (1, false) => row3x3::<1, false>(p, row, c, n, &wv, &blk, &o, d),
+                                    (_, true) => row3x3::<2, true>(p, row, c, n, &wv, &blk, &o, d),
+                                    (_, false) => row3x3::<2, false>(p, row, c, n, &wv, &blk, &o, d),
+                                }
+                                continue;
                             }
                             for (j, ox) in (rlo..rhi).enumerate().skip(j0) {
                                 let p = inp.add(base + j * step);
