@@ -12,9 +12,12 @@ pub mod dispatch;
 pub mod driver;
 pub mod features;
 pub mod pack;
+#[cfg(feature = "std")]
+pub mod parallel;
 pub mod params;
 pub mod reference;
 pub mod requant;
+pub mod split;
 // The AVX-512 / AVX-VNNI intrinsics and target features were stabilized in Rust 1.89.
 #[cfg(target_arch = "x86_64")]
 pub mod x86;

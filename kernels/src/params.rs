@@ -84,7 +84,7 @@ pub struct Gemm<'a> {
 }
 
 /// Geometry of a 2-D convolution or pooling window over NHWC tensors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Conv2d {
     /// Input shape.
     pub input: Nhwc,

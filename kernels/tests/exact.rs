@@ -9,6 +9,7 @@ use temper_kernels::dispatch::{conv_scratch_len, variants, Kernels, Variant, SCA
 use temper_kernels::pack;
 use temper_kernels::params::{Conv2d, Gemm, Nhwc, OutQuant};
 use temper_kernels::reference::conv::{ConvArgs, DepthwiseArgs};
+use temper_kernels::split::{self, Part, MAX_PARTS};
 
 /// xorshift64* PRNG.
 struct Rng(u64);
@@ -326,7 +327,7 @@ fn finish(d: Dims, groups: usize, cin: usize, cout: usize) -> Conv2d {
     }
 }
 
-fn conv_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
+fn conv_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize, parts: usize) {
     let g = geometry(r, false);
     let (cig, cog, k) = (g.cin_per_group(), g.cout_per_group(), g.k());
     let input = activations(r, g.input.len());
@@ -351,10 +352,45 @@ fn conv_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
     let desc = format!("case {case}: {g:?} cig={cig} cog={cog} k={k} za={za}");
     for (var, kern) in kernels {
         let mut got = vec![SENTINEL; olen];
-        // scratch of exactly the advertised size, filled with garbage
-        let mut scratch: Vec<i8> = (0..conv_scratch_len(&g)).map(|i| (i * 97 + 13) as i8).collect();
-        (kern.conv2d)(&args, &mut got, &mut scratch);
+        in_parts(&g, parts, &mut got, &desc, |geom, off, out| {
+            // scratch of exactly the advertised size, filled with garbage
+            let mut scratch: Vec<i8> = (0..conv_scratch_len(&geom)).map(|i| (i * 97 + 13) as i8).collect();
+            let sub = ConvArgs { geom, input: &input[off..], ..args };
+            (kern.conv2d)(&sub, out, &mut scratch);
+        });
         check_equal("conv2d", var.name, &desc, &want, &got);
+    }
+}
+
+/// Compute `out` (the whole layer `g`, then guard bytes) by `call(geometry, input offset, out)`
+/// for the whole layer when `parts ≤ 1` or `split::rows` does not split it, else part by part,
+/// each into its own guarded buffer (a part writing past its rows fails here).
+fn in_parts(g: &Conv2d, parts: usize, out: &mut [i8], desc: &str, mut call: impl FnMut(Conv2d, usize, &mut [i8])) {
+    let mut ps = [Part::default(); MAX_PARTS];
+    let n = if parts >= 2 { split::rows(g, parts, &mut ps) } else { 0 };
+    if n < 2 {
+        call(*g, 0, out);
+        return;
+    }
+    for p in &ps[..n] {
+        let len = p.output_end - p.output_start;
+        assert_eq!(len, p.geom.output.len(), "{desc}: part {p:?}");
+        let mut buf = vec![SENTINEL; len + GUARD];
+        call(p.geom, p.input_offset, &mut buf);
+        assert!(buf[len..].iter().all(|&b| b == SENTINEL), "{desc}: part {p:?} wrote past its rows");
+        out[p.output_start..p.output_end].copy_from_slice(&buf[..len]);
+    }
+}
+
+#[test]
+fn conv2d_in_parts_matches_reference() {
+    // Bands of output rows (or images) computed one at a time, as the runtime's threads do.
+    let kernels = runnable();
+    let mut r = Rng::new(13);
+    let n = cases(150);
+    for case in 0..n {
+        let parts = r.usize(2, 6);
+        conv_case(&mut r, &kernels, case, parts);
     }
 }
 
@@ -364,7 +400,7 @@ fn conv2d_matches_reference() {
     let mut r = Rng::new(3);
     let n = cases(250);
     for case in 0..n {
-        conv_case(&mut r, &kernels, case);
+        conv_case(&mut r, &kernels, case, 1);
     }
     println!("conv2d: {n} random cases");
 }
@@ -423,7 +459,7 @@ fn conv2d_real_layers() {
     }
 }
 
-fn depthwise_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
+fn depthwise_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize, parts: usize) {
     let g = geometry(r, true);
     let c = g.output.c;
     let input = activations(r, g.input.len());
@@ -444,8 +480,21 @@ fn depthwise_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
     let desc = format!("case {case}: {g:?} za={za}");
     for (var, kern) in kernels {
         let mut got = vec![SENTINEL; olen];
-        (kern.depthwise2d)(&args, &mut got);
+        in_parts(&g, parts, &mut got, &desc, |geom, off, out| {
+            (kern.depthwise2d)(&DepthwiseArgs { geom, input: &input[off..], ..args }, out);
+        });
         check_equal("depthwise2d", var.name, &desc, &want, &got);
+    }
+}
+
+#[test]
+fn depthwise2d_in_parts_matches_reference() {
+    let kernels = runnable();
+    let mut r = Rng::new(14);
+    let n = cases(150);
+    for case in 0..n {
+        let parts = r.usize(2, 6);
+        depthwise_case(&mut r, &kernels, case, parts);
     }
 }
 
@@ -455,7 +504,7 @@ fn depthwise2d_matches_reference() {
     let mut r = Rng::new(5);
     let n = cases(300);
     for case in 0..n {
-        depthwise_case(&mut r, &kernels, case);
+        depthwise_case(&mut r, &kernels, case, 1);
     }
     println!("depthwise2d: {n} random cases");
 }
