@@ -138,6 +138,11 @@ pub enum RunError {
         /// Graph input index.
         index: usize,
     },
+    /// The operating system refused to start the worker threads asked for.
+    ThreadsUnavailable {
+        /// Threads asked for.
+        threads: usize,
+    },
 }
 
 impl fmt::Display for RunError {
@@ -154,6 +159,7 @@ impl fmt::Display for RunError {
                 write!(f, "graph input {index} takes no raw u8 pixels (no pixel normalization in the model)")
             }
             RunError::InputNotSet { index } => write!(f, "graph input {index} was not set before run()"),
+            RunError::ThreadsUnavailable { threads } => write!(f, "could not start worker threads for {threads} threads"),
         }
     }
 }

@@ -24,6 +24,8 @@ pub mod error;
 pub mod format;
 pub mod model;
 pub mod session;
+#[cfg(feature = "std")]
+pub mod threads;
 #[cfg(feature = "writer")]
 pub mod writer;
 

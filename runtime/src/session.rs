@@ -18,11 +18,20 @@ pub struct Session<'m, 'a> {
     arena: &'a mut [u8],
     kernels: &'static Kernels,
     inputs_set: u64,
+    #[cfg(feature = "std")]
+    threads: Option<crate::threads::Threads>,
 }
 
 impl core::fmt::Debug for Session<'_, '_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Session(model {:?}, arena {} bytes, kernels {})", self.model.name(), self.arena.len(), self.kernels.level)
+        write!(
+            f,
+            "Session(model {:?}, arena {} bytes, kernels {}, threads {})",
+            self.model.name(),
+            self.arena.len(),
+            self.kernels.level,
+            self.threads()
+        )
     }
 }
 
@@ -83,7 +92,63 @@ impl<'m, 'a> Session<'m, 'a> {
         if arena.len() < model.arena_size() {
             return Err(RunError::ArenaTooSmall { needed: model.arena_size(), given: arena.len() });
         }
-        Ok(Session { model, arena, kernels, inputs_set: 0 })
+        Ok(Session {
+            model,
+            arena,
+            kernels,
+            inputs_set: 0,
+            #[cfg(feature = "std")]
+            threads: None,
+        })
+    }
+
+    /// Spread large layers over `threads` threads in all: this one and `threads − 1` workers,
+    /// started here and stopped when the session is dropped; 0 or 1 (the default): this thread
+    /// only. At most [`crate::threads::MAX_THREADS`]. Outputs are bit-identical whatever the
+    /// count; layers too small to gain from it still run on one thread. Batch-1 latency is the
+    /// target: parts are bands of output rows. Idle workers sleep (no spinning).
+    ///
+    /// # Errors
+    /// [`RunError::ThreadsUnavailable`] when the operating system refuses to start the threads.
+    #[cfg(feature = "std")]
+    pub fn with_threads(mut self, threads: usize) -> Result<Self, RunError> {
+        self.set_threads(threads)?;
+        Ok(self)
+    }
+
+    /// [`Session::with_threads`] on an existing session (the previous workers are stopped
+    /// first; the split threshold goes back to its default).
+    ///
+    /// # Errors
+    /// [`RunError::ThreadsUnavailable`] (the session then runs on one thread).
+    #[cfg(feature = "std")]
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), RunError> {
+        self.threads = None;
+        if threads >= 2 {
+            let m = self.model;
+            let scratch = (0..m.op_count()).map(|i| m.op(i).scratch_len).max().unwrap_or(0);
+            self.threads = Some(crate::threads::Threads::new(threads, scratch).map_err(|_| RunError::ThreadsUnavailable { threads })?);
+        }
+        Ok(())
+    }
+
+    /// Split layers only into parts of at least `macs` multiply-accumulates each (default
+    /// [`crate::threads::MIN_WORK_PER_PART`]; 1 splits every splittable layer, as tests do).
+    /// No effect without [`Session::with_threads`].
+    #[cfg(feature = "std")]
+    pub fn set_min_work_per_part(&mut self, macs: usize) {
+        if let Some(t) = self.threads.as_mut() {
+            t.min_work = macs.max(1);
+        }
+    }
+
+    /// Threads this session runs on (1 unless [`Session::with_threads`] asked for more).
+    pub fn threads(&self) -> usize {
+        #[cfg(feature = "std")]
+        if let Some(t) = &self.threads {
+            return t.count();
+        }
+        1
     }
 
     /// The kernel table in use.
@@ -219,7 +284,14 @@ impl<'m, 'a> Session<'m, 'a> {
                         max: p[12],
                     },
                 };
-                (k.conv2d)(&args, i8s_mut(out), i8s_mut(scratch));
+                let (out, scratch) = (i8s_mut(out), i8s_mut(scratch));
+                #[cfg(feature = "std")]
+                if let Some(t) = self.threads.as_mut() {
+                    if t.conv(k, &args, &mut *out, &mut *scratch) {
+                        return;
+                    }
+                }
+                (k.conv2d)(&args, out, scratch);
             }
             OpCode::Depthwise2d => {
                 let [xin, out] = regions(arena, [xr, yr]);
@@ -237,7 +309,14 @@ impl<'m, 'a> Session<'m, 'a> {
                         max: p[12],
                     },
                 };
-                (k.depthwise2d)(&args, i8s_mut(out));
+                let out = i8s_mut(out);
+                #[cfg(feature = "std")]
+                if let Some(t) = self.threads.as_mut() {
+                    if t.depthwise(k, &args, &mut *out) {
+                        return;
+                    }
+                }
+                (k.depthwise2d)(&args, out);
             }
             OpCode::ConvTranspose2d => {
                 let [xin, out] = regions(arena, [xr, yr]);
@@ -278,7 +357,14 @@ impl<'m, 'a> Session<'m, 'a> {
                         max: p[1],
                     },
                 };
-                (k.gemm)(&g, i8s_mut(out), n);
+                let out = i8s_mut(out);
+                #[cfg(feature = "std")]
+                if let Some(t) = self.threads.as_mut() {
+                    if t.gemm(k, &g, &mut *out, n) {
+                        return;
+                    }
+                }
+                (k.gemm)(&g, out, n);
             }
             OpCode::Add | OpCode::Mul => {
                 let b = m.tensor(op.inputs[1]);

@@ -50,6 +50,24 @@ fn run_does_not_allocate() {
     }
     let after = ALLOCS.load(Ordering::SeqCst);
     assert_eq!(after - before, 0, "set_input/run/output allocated {} times", after - before);
+    drop(s);
+    // The same with worker threads splitting every layer (workers allocate nothing either).
+    let mut s = Session::new(&model, &mut arena).unwrap().with_threads(3).unwrap();
+    s.set_min_work_per_part(1);
+    s.set_input_f32(0, &input).unwrap();
+    for _ in 0..1 {
+        // warm: each worker's one-time thread-local set-up happens on its first part
+        s.run().unwrap();
+    }
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        s.set_input_f32(0, &input).unwrap();
+        s.run().unwrap();
+        s.output_f32(0, &mut out).unwrap();
+    }
+    let after = ALLOCS.load(Ordering::SeqCst);
+    assert_eq!(after - before, 0, "run with 3 threads allocated {} times", after - before);
+    drop(s);
     // The counter works: an allocation is seen.
     let v = vec![1u8; 10];
     assert!(ALLOCS.load(Ordering::SeqCst) > after);

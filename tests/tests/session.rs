@@ -33,6 +33,31 @@ fn many_sessions_on_many_threads_agree_with_one() {
 }
 
 #[test]
+fn intra_op_threads_give_identical_bytes() {
+    // Every splittable layer split (min work 1), on the hand-built CNN and the emitted student.
+    let student = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/model_from_bytes/student_kd.tmf")).unwrap();
+    for (name, bytes) in [("tiny-cnn", TinyCnn::new(9).build()), ("student_kd", student)] {
+        let buf = AlignedBuf::from_bytes(&bytes);
+        let model = Model::from_bytes(buf.as_bytes()).unwrap();
+        let n_in = model.tensor(model.graph_inputs()[0]).numel();
+        let mut rng = Rng(23);
+        let inputs: Vec<Vec<f32>> = (0..8).map(|_| (0..n_in).map(|_| rng.uniform(-2.0, 2.0)).collect()).collect();
+        let serial: Vec<Vec<i8>> = inputs.iter().map(|x| run_once(&model, x)).collect();
+        for threads in [2, 3, 5, 16] {
+            let mut arena = vec![0u8; model.arena_size()];
+            let mut s = Session::new(&model, &mut arena).unwrap().with_threads(threads).unwrap();
+            assert_eq!(s.threads(), threads);
+            s.set_min_work_per_part(1);
+            for (x, want) in inputs.iter().zip(&serial) {
+                s.set_input_f32(0, x).unwrap();
+                s.run().unwrap();
+                assert_eq!(s.output_i8(0).unwrap(), &want[..], "{name}, {threads} threads");
+            }
+        }
+    }
+}
+
+#[test]
 fn writer_round_trip_preserves_graph_and_weights() {
     let net = TinyCnn::new(2);
     let bytes = net.build();

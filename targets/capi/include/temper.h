@@ -115,6 +115,8 @@ typedef enum temper_status {
     TEMPER_ERROR_NOT_PIXEL_INPUT = 23,
     /** A graph input was not set before temper_run. */
     TEMPER_ERROR_INPUT_NOT_SET = 24,
+    /** The worker threads asked for by temper_session_set_threads could not be started. */
+    TEMPER_ERROR_THREADS_UNAVAILABLE = 25,
     /** Memory for the model copy or the session object could not be allocated. */
     TEMPER_ERROR_OUT_OF_MEMORY = 30,
     /** Internal error (a bug in temper); the session involved is unusable. */
@@ -246,6 +248,15 @@ void temper_session_free(temper_session *session);
 /** Name of the kernel path the session uses ("scalar", "avx2", "neon", "dotprod", ...), a static
  *  string; "" for NULL. */
 const char *temper_session_kernels(const temper_session *session);
+
+/**
+ * Spread large layers of every later temper_run over `threads` threads in all: the caller's
+ * and `threads - 1` workers started here (and stopped by temper_session_free or the next call);
+ * 0 or 1: the caller's thread only (the default). Outputs are bit-identical for every count;
+ * layers too small to gain from it stay on one thread. Idle workers sleep.
+ * Errors: NULL_POINTER, THREADS_UNAVAILABLE (the session then runs on one thread), PANIC.
+ */
+temper_status temper_session_set_threads(temper_session *session, size_t threads);
 
 /**
  * Set graph input `index` from `count` real values (NHWC for 4-D inputs), quantized with the

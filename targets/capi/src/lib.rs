@@ -533,6 +533,17 @@ pub unsafe extern "C" fn temper_set_input_u8(session: *mut TemperSession, index:
     unsafe { with_session_mut(session, f) }
 }
 
+/// Use `threads` threads per run (`temper_session_set_threads`).
+///
+/// # Safety
+/// `session` is NULL or a live session used by no other thread meanwhile.
+#[no_mangle]
+pub unsafe extern "C" fn temper_session_set_threads(session: *mut TemperSession, threads: usize) -> TemperStatus {
+    // SAFETY: `session` is NULL or a live session used by this thread only (this function's
+    // contract).
+    unsafe { with_session_mut(session, |s| Ok(s.set_threads(threads)?)) }
+}
+
 /// Run the model (`temper_run`).
 ///
 /// # Safety

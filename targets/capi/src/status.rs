@@ -45,6 +45,8 @@ pub enum TemperStatus {
     NotPixelInput = 23,
     /// A graph input was not set before `temper_run`.
     InputNotSet = 24,
+    /// The worker threads asked for could not be started.
+    ThreadsUnavailable = 25,
     /// An allocation failed.
     OutOfMemory = 30,
     /// Internal error (a caught panic).
@@ -53,7 +55,7 @@ pub enum TemperStatus {
 
 impl TemperStatus {
     /// Every status, for the name table and the tests.
-    pub const ALL: [TemperStatus; 19] = [
+    pub const ALL: [TemperStatus; 20] = [
         TemperStatus::Ok,
         TemperStatus::NullPointer,
         TemperStatus::InvalidArgument,
@@ -71,6 +73,7 @@ impl TemperStatus {
         TemperStatus::WrongLength,
         TemperStatus::NotPixelInput,
         TemperStatus::InputNotSet,
+        TemperStatus::ThreadsUnavailable,
         TemperStatus::OutOfMemory,
         TemperStatus::Panic,
     ];
@@ -95,6 +98,7 @@ impl TemperStatus {
             TemperStatus::WrongLength => c"TEMPER_ERROR_WRONG_LENGTH",
             TemperStatus::NotPixelInput => c"TEMPER_ERROR_NOT_PIXEL_INPUT",
             TemperStatus::InputNotSet => c"TEMPER_ERROR_INPUT_NOT_SET",
+            TemperStatus::ThreadsUnavailable => c"TEMPER_ERROR_THREADS_UNAVAILABLE",
             TemperStatus::OutOfMemory => c"TEMPER_ERROR_OUT_OF_MEMORY",
             TemperStatus::Panic => c"TEMPER_ERROR_PANIC",
         }
@@ -135,6 +139,7 @@ impl Error {
                 RunError::WrongLength { .. } => TemperStatus::WrongLength,
                 RunError::NotPixelInput { .. } => TemperStatus::NotPixelInput,
                 RunError::InputNotSet { .. } => TemperStatus::InputNotSet,
+                RunError::ThreadsUnavailable { .. } => TemperStatus::ThreadsUnavailable,
             },
             Error::NoSuchKey => TemperStatus::NoSuchKey,
             Error::OutOfMemory(_) => TemperStatus::OutOfMemory,

@@ -19,6 +19,10 @@ Options:
                     default: the best for this CPU, capped by TEMPER_KERNELS
   --json            print the result as JSON
   --per-op          also time every op alone (median µs over the runs, share of the sum)
+  --threads T       threads per inference (Session::with_threads; default 1): large layers are
+                    split into bands of output rows; outputs are identical for every T
+  --split-min M     with --threads: split layers only into parts of at least M multiply-
+                    accumulates (default: the runtime's MIN_WORK_PER_PART); tune per machine
   -h, --help        this help
 
 Reports the model load time (map + full validation including checksums), the latency of
@@ -69,7 +73,15 @@ fn parse_vmhwm(status: &str) -> Option<u64> {
 
 /// Entry point of `bench`.
 pub fn main(argv: &[String]) -> CliResult {
-    const OPTS: &[Opt] = &[Opt::value("runs"), Opt::value("warmup"), Opt::value("kernels"), Opt::flag("json"), Opt::flag("per-op")];
+    const OPTS: &[Opt] = &[
+        Opt::value("runs"),
+        Opt::value("warmup"),
+        Opt::value("kernels"),
+        Opt::flag("json"),
+        Opt::flag("per-op"),
+        Opt::value("threads"),
+        Opt::value("split-min"),
+    ];
     let p = args::parse("bench", argv, OPTS)?;
     if p.help {
         print!("{HELP}");
@@ -80,6 +92,8 @@ pub fn main(argv: &[String]) -> CliResult {
     let warmup: usize = p.number("warmup", 10, 0)?;
     let json = p.flag("json");
     let kernels = common::select_kernels("bench", p.get("kernels"))?;
+    let threads: usize = p.number("threads", 1, 1)?;
+    let split_min: usize = p.number("split-min", temper_runtime::threads::MIN_WORK_PER_PART, 1)?;
 
     let t0 = Instant::now();
     let file = common::open_model(path)?;
@@ -87,7 +101,10 @@ pub fn main(argv: &[String]) -> CliResult {
     let load_us = t0.elapsed().as_secs_f64() * 1e6;
 
     let mut arena = Arena::new(model.arena_size());
-    let mut s = Session::with_kernels(&model, arena.bytes(), kernels).map_err(|e| CliError::failed(format!("{path}: {e}")))?;
+    let mut s = Session::with_kernels(&model, arena.bytes(), kernels)
+        .and_then(|s| s.with_threads(threads))
+        .map_err(|e| CliError::failed(format!("{path}: {e}")))?;
+    s.set_min_work_per_part(split_min);
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     for (i, &id) in model.graph_inputs().iter().enumerate() {
         let data: Vec<i8> = (0..model.tensor(id).numel()).map(|_| (rng.next_u64() >> 56) as u8 as i8).collect();
@@ -136,7 +153,7 @@ pub fn main(argv: &[String]) -> CliResult {
     let name = if model.name().is_empty() { "(unnamed)" } else { model.name() };
     if json {
         println!(
-            "{{\"model\":{},\"name\":{},\"file_bytes\":{},\"arena_bytes\":{},\"load_us\":{},\"warmup\":{warmup},\"runs\":{runs},\"latency_us\":{{\"median\":{},\"p90\":{},\"min\":{},\"mean\":{},\"max\":{}}},\"inferences_per_s\":{},\"items_per_s\":{},\"peak_rss_kib\":{},\"kernels\":{},\"features\":{}}}",
+            "{{\"model\":{},\"name\":{},\"file_bytes\":{},\"arena_bytes\":{},\"load_us\":{},\"warmup\":{warmup},\"runs\":{runs},\"latency_us\":{{\"median\":{},\"p90\":{},\"min\":{},\"mean\":{},\"max\":{}}},\"inferences_per_s\":{},\"items_per_s\":{},\"peak_rss_kib\":{},\"kernels\":{},\"features\":{},\"threads\":{threads}}}",
             json_str(path),
             json_str(model.name()),
             model.bytes().len(),
@@ -156,7 +173,7 @@ pub fn main(argv: &[String]) -> CliResult {
         return Ok(());
     }
     println!("model       {name} ({path}, {} bytes, arena {} bytes)", model.bytes().len(), model.arena_size());
-    println!("kernels     {} (CPU features: {})", kernels.level, Features::cpu());
+    println!("kernels     {} (CPU features: {}), {threads} thread{}", kernels.level, Features::cpu(), if threads == 1 { "" } else { "s" });
     println!("load        {load_us:.1} µs (map + validate + checksums)");
     println!("runs        {runs} timed after {warmup} warm-up");
     println!("latency     median {:.1} µs, p90 {:.1} µs (min {:.1}, mean {:.1}, max {:.1})", st.median, st.p90, st.min, st.mean, st.max);

@@ -155,7 +155,7 @@ static void print_abi(void) {
         TEMPER_ERROR_MODEL_CHECKSUM, TEMPER_ERROR_MODEL_ALIGNMENT, TEMPER_ERROR_MODEL_BOUNDS,
         TEMPER_ERROR_MODEL_INVALID, TEMPER_ERROR_MODEL_PLAN, TEMPER_ERROR_ARENA_TOO_SMALL,
         TEMPER_ERROR_NO_SUCH_TENSOR, TEMPER_ERROR_WRONG_LENGTH, TEMPER_ERROR_NOT_PIXEL_INPUT,
-        TEMPER_ERROR_INPUT_NOT_SET, TEMPER_ERROR_OUT_OF_MEMORY, TEMPER_ERROR_PANIC};
+        TEMPER_ERROR_INPUT_NOT_SET, TEMPER_ERROR_THREADS_UNAVAILABLE, TEMPER_ERROR_OUT_OF_MEMORY, TEMPER_ERROR_PANIC};
     printf("OUT status");
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) printf(" %s=%d", temper_status_name(all[i]), (int)all[i]);
     printf("\n");
@@ -209,6 +209,7 @@ static void check_null_handling(void) {
     CHECK_ERR(temper_set_input_i8(NULL, 0, NULL, 0), TEMPER_ERROR_NULL_POINTER, "session is NULL");
     CHECK_ERR(temper_set_input_u8(NULL, 0, NULL, 0), TEMPER_ERROR_NULL_POINTER, "session is NULL");
     CHECK_ERR(temper_run(NULL), TEMPER_ERROR_NULL_POINTER, "session is NULL");
+    CHECK_ERR(temper_session_set_threads(NULL, 2), TEMPER_ERROR_NULL_POINTER, "session is NULL");
     CHECK_ERR(temper_get_output_f32(NULL, 0, NULL, 0), TEMPER_ERROR_NULL_POINTER, "session is NULL");
     CHECK_ERR(temper_get_output_i8(NULL, 0, NULL, 0), TEMPER_ERROR_NULL_POINTER, "session is NULL");
     CHECK(strcmp(temper_session_kernels(NULL), "") == 0);
@@ -362,6 +363,13 @@ int main(int argc, char **argv) {
         temper_session *s2 = NULL;
         void *arena2 = malloc(arena_len);
         CHECK_OK(temper_session_create(k == KIND_I8 ? copied : borrowed, arena2, arena_len, &s2));
+        CHECK_OK(run_once(s2, (input_kind)k, &o2));
+        CHECK(same_outputs(&o, &o2));
+        /* the same with intra-op worker threads, then back to one thread */
+        CHECK_OK(temper_session_set_threads(s2, 3));
+        CHECK_OK(run_once(s2, (input_kind)k, &o2));
+        CHECK(same_outputs(&o, &o2));
+        CHECK_OK(temper_session_set_threads(s2, 1));
         CHECK_OK(run_once(s2, (input_kind)k, &o2));
         CHECK(same_outputs(&o, &o2));
         temper_session_free(s2);
