@@ -192,7 +192,25 @@ fn dispatch(argv: &[String]) -> CliResult {
     }
 }
 
+/// Exit code of a command whose standard output was closed by its reader (as shells report a
+/// process killed by SIGPIPE).
+const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// `print!` panics when standard output is a closed pipe (Rust ignores SIGPIPE): end quietly
+/// instead, as a command killed by SIGPIPE would (`temper-run bench … | head -1`).
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied());
+        if msg.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("Broken pipe")) {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let argv: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect::<Result<Vec<_>, _>>() {
         Ok(v) => v,
         Err(bad) => {

@@ -566,8 +566,50 @@ fn bench_reports_latency_and_memory() {
     for want in ["load", "median", "p90", "throughput", "peak RSS", "kernels"] {
         assert!(out.contains(want), "bench text lacks {want}: {out}");
     }
+    let out = ok(&["bench", &m, "--runs", "3", "--threads", "3", "--split-min", "1", "--json"]);
+    assert_eq!(json_num(&out, "threads"), 3.0, "{out}");
     fails(&["bench", &m, "--runs", "0"], 2);
     fails(&["bench", &m, "--kernels", "warp9"], 2);
+    fails(&["bench", &m, "--threads", "0"], 2);
+}
+
+#[test]
+fn closed_stdout_ends_quietly_without_a_panic() {
+    // `temper-run bench … | head -1`: the reader goes away; no panic message, exit 141 (as a
+    // process killed by SIGPIPE reports itself to shells). A chain of 1,000 reshapes makes the
+    // per-op table (about 100 KB) overflow the pipe buffer, so some write must fail.
+    let dir = tmpdir("pipe");
+    let mut b = Builder::new("reshapes");
+    let q = QParams { scale: 0.1, zero_point: 0 };
+    let mut x = b.activation("x", &[1, 4], q);
+    b.input(x);
+    for i in 0..1000 {
+        let y = b.activation(&format!("y{i}"), &[1, 4], q);
+        b.reshape(&format!("reshape_{i}"), x, y);
+        x = y;
+    }
+    b.output(x);
+    let m = write_model(&dir, "reshapes.tmf", &b.finish().expect("builds"));
+    let runner = std::env::var("TEMPER_RUN_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = cmd
+        .args(["bench", &m, "--runs", "2", "--per-op"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn temper-run");
+    drop(child.stdout.take()); // close the read end
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(141), "stderr: {}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "stderr: {}", stderr(&o));
 }
 
 #[test]
