@@ -10,7 +10,7 @@
 use crate::features::Features;
 use crate::params::{Conv2d, Gemm};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
-use crate::reference::eltwise::AddArgs;
+use crate::reference::eltwise::{AddArgs, MulArgs};
 use crate::reference::pool::AvgPoolArgs;
 use core::fmt;
 
@@ -91,6 +91,8 @@ pub struct Kernels {
     pub depthwise2d: fn(&DepthwiseArgs<'_>, &mut [i8]),
     /// Quantized elementwise addition (with broadcasting).
     pub add: fn(&AddArgs<'_>, &mut [i8]),
+    /// Quantized elementwise multiplication (with broadcasting).
+    pub mul: fn(&MulArgs<'_>, &mut [i8]),
     /// Max pooling: `(geometry, input, output, min, max)`.
     pub max_pool: fn(&Conv2d, &[i8], &mut [i8], i32, i32),
     /// Average pooling.
@@ -126,6 +128,7 @@ pub static SCALAR: Kernels = Kernels {
     conv2d: scalar_conv,
     depthwise2d: crate::reference::depthwise2d,
     add: crate::reference::eltwise::add,
+    mul: crate::reference::eltwise::mul,
     max_pool: crate::reference::pool::max_pool,
     avg_pool: crate::reference::pool::avg_pool,
 };

@@ -610,6 +610,65 @@ fn add_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
     }
 }
 
+fn mul_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
+    use temper_kernels::reference::eltwise::MulArgs;
+    let c = if r.chance(30) { r.pick(&[1, 15, 16, 17, 31, 32, 33, 64]) } else { r.usize(1, 70) };
+    let out = Nhwc::new(r.usize(1, 2), r.usize(1, 9), r.usize(1, 9), c);
+    let shape_of = |r: &mut Rng| match r.usize(0, 5) {
+        0 | 1 => out,
+        // per-channel vectors (squeeze-and-excite), once per image or shared
+        2 => Nhwc::new(if r.chance(50) { 1 } else { out.n }, 1, 1, out.c),
+        _ => {
+            let pick = |r: &mut Rng, d: usize| if r.chance(50) { 1 } else { d };
+            Nhwc::new(pick(r, out.n), pick(r, out.h), pick(r, out.w), pick(r, out.c))
+        }
+    };
+    let (sa, sb) = (shape_of(r), shape_of(r));
+    let a = activations(r, sa.len());
+    let b = activations(r, sb.len());
+    let (mult, shift) = if r.chance(20) {
+        (r.range(1 << 30, (1 << 31) - 1) as i32, r.range(1, 62) as i32)
+    } else {
+        temper_kernels::requant::quantize_multiplier(0.0001 * (1 + r.usize(0, 2000)) as f64).unwrap()
+    };
+    let zp = r.range(-128, 127) as i32;
+    let (min, max) = if r.chance(50) { (-128, 127) } else { (zp, 127) };
+    let args = MulArgs {
+        a: &a,
+        a_shape: sa,
+        a_zp: r.range(-128, 127) as i32,
+        b: &b,
+        b_shape: sb,
+        b_zp: r.range(-128, 127) as i32,
+        mult,
+        shift,
+        out_shape: out,
+        out_zp: zp,
+        min,
+        max,
+    };
+    let olen = out.len() + GUARD;
+    let mut want = vec![SENTINEL; olen];
+    (SCALAR.mul)(&args, &mut want);
+    let desc = format!("case {case}: a {sa:?} b {sb:?} out {out:?} mult {mult} shift {shift}");
+    for (var, kern) in kernels {
+        let mut got = vec![SENTINEL; olen];
+        (kern.mul)(&args, &mut got);
+        check_equal("mul", var.name, &desc, &want, &got);
+    }
+}
+
+#[test]
+fn mul_matches_reference() {
+    let kernels = runnable();
+    let mut r = Rng::new(15);
+    let n = cases(400);
+    for case in 0..n {
+        mul_case(&mut r, &kernels, case);
+    }
+    println!("mul: {n} random cases");
+}
+
 #[test]
 fn add_matches_reference() {
     let kernels = runnable();

@@ -7,7 +7,8 @@
 //! | `i8mm` | [`Level::NeonI8mm`] | NEON, DotProd, I8MM | `smmla`, 8 rows × 8 ch (`sdot` for 1 row) | NEON |
 //!
 //! Every level shares the NEON elementwise addition (`smull`/`smlal` on the 16-bit digits of
-//! [`driver::AddFast`]) and the portable max / global average pooling of [`driver`].
+//! [`driver::AddFast`]) and the portable multiplication and max / global average pooling of
+//! [`driver`].
 //!
 //! `sdot` and `smmla` are emitted with `asm!` (their intrinsics are unstable) inside functions
 //! compiled with the `dotprod` / `i8mm` target features; the tables holding them are handed out
@@ -24,6 +25,7 @@ use crate::driver;
 use crate::features::Features;
 use crate::params::{Conv2d, Gemm};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
+use crate::reference::eltwise::MulArgs;
 use crate::reference::pool::AvgPoolArgs;
 
 const REQ_NEON: Features = Level::Neon.required();
@@ -40,12 +42,16 @@ fn avgpool_neon(a: &AvgPoolArgs, x: &[i8], y: &mut [i8]) {
 fn maxpool_neon(g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32) {
     driver::max_pool(g, x, y, lo, hi)
 }
+fn mul_neon(a: &MulArgs<'_>, out: &mut [i8]) {
+    driver::mul(a, out)
+}
 static NEON: Kernels = Kernels {
     level: Level::Neon,
     gemm: neon::gemm,
     conv2d: conv_neon,
     depthwise2d: neon::depthwise,
     add: neon::add,
+    mul: mul_neon,
     max_pool: maxpool_neon,
     avg_pool: avgpool_neon,
 };
@@ -74,6 +80,7 @@ static DOT: Kernels = Kernels {
     conv2d: conv_dot,
     depthwise2d: dw_neon,
     add: neon::add,
+    mul: mul_neon,
     max_pool: maxpool_neon,
     avg_pool: avgpool_neon,
 };
@@ -99,6 +106,7 @@ static I8MM: Kernels = Kernels {
     conv2d: conv_i8mm,
     depthwise2d: dw_neon,
     add: neon::add,
+    mul: mul_neon,
     max_pool: maxpool_neon,
     avg_pool: avgpool_neon,
 };

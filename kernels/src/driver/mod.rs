@@ -8,7 +8,7 @@ use crate::dispatch::IM2COL_ROWS;
 use crate::pack::{self, KR, NR};
 use crate::params::{Conv2d, Gemm, OutQuant};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
-use crate::reference::eltwise::AddArgs;
+use crate::reference::eltwise::{AddArgs, MulArgs};
 use crate::reference::pool::AvgPoolArgs;
 
 /// A GEMM entry point, with the contract of [`crate::Kernels::gemm`].
@@ -470,6 +470,57 @@ fn gather_pixel(a: &ConvArgs<'_>, n: usize, oy: usize, ox: usize, grp: usize, ro
     for b in tail {
         *b = 0;
     }
+}
+
+/// Quantized elementwise multiplication, exactly [`crate::reference::eltwise::mul`], over
+/// contiguous runs: both inputs of the output's shape (hard-swish style `x · f(x)`), or one of
+/// them a per-channel vector broadcast over the pixels (`[n or 1, 1, 1, c]`, squeeze-and-excite
+/// style); other broadcasts use the reference. The run loop is plain integer code written to be
+/// vectorized with the caller's target features.
+#[inline(always)]
+pub fn mul(args: &MulArgs<'_>, out: &mut [i8]) {
+    let o = args.out_shape;
+    let total = o.len();
+    let per_channel = |s: crate::params::Nhwc| s.h == 1 && s.w == 1 && s.c == o.c && (s.n == 1 || s.n == o.n) && (o.h > 1 || o.w > 1);
+    let run = |a: &[i8], b: &[i8], out: &mut [i8]| {
+        let (za, zb, m, sh, zo, lo, hi) = (args.a_zp, args.b_zp, args.mult, args.shift, args.out_zp, args.min, args.max);
+        for ((y, &x), &z) in out.iter_mut().zip(a).zip(b) {
+            let acc = (x as i32 - za) * (z as i32 - zb);
+            *y = (crate::requant::requantize(acc, m, sh) as i64 + zo as i64).clamp(lo as i64, hi as i64) as i8;
+        }
+    };
+    if args.a_shape == o && args.b_shape == o && args.a.len() >= total && args.b.len() >= total && out.len() >= total {
+        run(&args.a[..total], &args.b[..total], &mut out[..total]);
+        return;
+    }
+    let c = o.c;
+    let pixels = o.n * o.h * o.w;
+    let fits = |v: &[i8], s: crate::params::Nhwc| v.len() >= s.len();
+    if c > 0 && out.len() >= total && fits(args.a, args.a_shape) && fits(args.b, args.b_shape) {
+        let (big, vec, big_is_a) = if args.a_shape == o && per_channel(args.b_shape) {
+            (args.a, args.b, true)
+        } else if args.b_shape == o && per_channel(args.a_shape) {
+            (args.b, args.a, false)
+        } else {
+            (&[][..], &[][..], false)
+        };
+        if !big.is_empty() {
+            let vshape = if big_is_a { args.b_shape } else { args.a_shape };
+            for p in 0..pixels {
+                let v0 = if vshape.n == 1 { 0 } else { p / (o.h * o.w) * c };
+                let (x, v) = (&big[p * c..(p + 1) * c], &vec[v0..v0 + c]);
+                let y = &mut out[p * c..(p + 1) * c];
+                // the product is symmetric in value, but zero points belong to their input
+                if big_is_a {
+                    run(x, v, y);
+                } else {
+                    run(v, x, y);
+                }
+            }
+            return;
+        }
+    }
+    crate::reference::eltwise::mul(args, out);
 }
 
 /// Validate depthwise arguments; returns `false` when there is nothing to compute.

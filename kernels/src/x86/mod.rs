@@ -8,8 +8,9 @@
 //! | `avx512vnni` | [`Level::Avx512Vnni`] | AVX2, AVX-512F/BW/VL/VNNI | `vpdpbusd` zmm, 8 rows × 32 ch | AVX-512 `vpdpwssd`, 32 ch (or 2 pixels × 16 ch) | AVX-512BW |
 //!
 //! Elementwise addition (no broadcasting) uses the 16-bit digit decomposition of
-//! [`driver::AddFast`]; max and global average pooling are the portable [`driver::max_pool`] /
-//! [`driver::avg_pool`] instantiated under each level's target features (auto-vectorized).
+//! [`driver::AddFast`]; multiplication and max and global average pooling are the portable
+//! [`driver::mul`], [`driver::max_pool`] and [`driver::avg_pool`] instantiated under each level's
+//! target features (auto-vectorized).
 //!
 //! **Hardware coverage.** The `avxvnni` variant (VEX encoding, Intel Alder Lake / N100 class)
 //! was written on an AMD Zen 4 class host (AVX-512 VNNI, no AVX-VNNI; qemu 7.2 does not emulate
@@ -37,7 +38,7 @@ use crate::driver;
 use crate::features::Features;
 use crate::params::{Conv2d, Gemm};
 use crate::reference::conv::{ConvArgs, DepthwiseArgs};
-use crate::reference::eltwise::AddArgs;
+use crate::reference::eltwise::{AddArgs, MulArgs};
 use crate::reference::pool::AvgPoolArgs;
 
 const REQ_AVX2: Features = Features::AVX2;
@@ -70,6 +71,7 @@ entry!(conv_avx2, "avx2", REQ_AVX2, (a: &ConvArgs<'_>, out: &mut [i8], scratch: 
     driver::conv2d_im2col(a, out, scratch, gemm_avx2, None));
 entry!(add_avx2, "avx2", REQ_AVX2, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
 entry!(avgpool_avx2, "avx2", REQ_AVX2, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
+entry!(mul_avx2, "avx2", REQ_AVX2, (a: &MulArgs<'_>, out: &mut [i8]), driver::mul(a, out));
 entry!(maxpool_avx2, "avx2", REQ_AVX2, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
 static AVX2: Kernels = Kernels {
     level: Level::Avx2,
@@ -77,6 +79,7 @@ static AVX2: Kernels = Kernels {
     conv2d: conv_avx2,
     depthwise2d: dw_avx2,
     add: add_avx2,
+    mul: mul_avx2,
     max_pool: maxpool_avx2,
     avg_pool: avgpool_avx2,
 };
@@ -93,6 +96,7 @@ if !rowconv::conv::<rowconv::Ymm<vnni::Vex>>(a, out, scratch) {
 });
 entry!(add_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
 entry!(avgpool_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
+entry!(mul_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &MulArgs<'_>, out: &mut [i8]), driver::mul(a, out));
 entry!(maxpool_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
 static AVXVNNI: Kernels = Kernels {
     level: Level::AvxVnni,
@@ -100,6 +104,7 @@ static AVXVNNI: Kernels = Kernels {
     conv2d: conv_avxvnni,
     depthwise2d: dw_avxvnni,
     add: add_avxvnni,
+    mul: mul_avxvnni,
     max_pool: maxpool_avxvnni,
     avg_pool: avgpool_avxvnni,
 };
@@ -118,6 +123,7 @@ if !rowconv::conv::<rowconv::Ymm<vnni::Evex>>(a, out, scratch) {
 });
 entry!(add_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
 entry!(avgpool_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
+entry!(mul_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &MulArgs<'_>, out: &mut [i8]), driver::mul(a, out));
 entry!(maxpool_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
 static VNNI256_EVEX: Kernels = Kernels {
     level: Level::AvxVnni,
@@ -125,6 +131,7 @@ static VNNI256_EVEX: Kernels = Kernels {
     conv2d: conv_vnni256e,
     depthwise2d: dw_vnni256e,
     add: add_vnni256e,
+    mul: mul_vnni256e,
     max_pool: maxpool_vnni256e,
     avg_pool: avgpool_vnni256e,
 };
@@ -143,6 +150,7 @@ if !rowconv::conv::<rowconv::Zmm>(a, out, scratch) {
 });
 entry!(add_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx512(a, out));
 entry!(avgpool_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
+entry!(mul_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &MulArgs<'_>, out: &mut [i8]), driver::mul(a, out));
 entry!(maxpool_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32), driver::max_pool(g, x, y, lo, hi));
 static AVX512: Kernels = Kernels {
     level: Level::Avx512Vnni,
@@ -150,6 +158,7 @@ static AVX512: Kernels = Kernels {
     conv2d: conv_avx512,
     depthwise2d: dw_avx512,
     add: add_avx512,
+    mul: mul_avx512,
     max_pool: maxpool_avx512,
     avg_pool: avgpool_avx512,
 };
