@@ -86,8 +86,34 @@ impl Threads {
 
     /// Run a convolution in parts; `false` (nothing done) when it is too small to split.
     pub(crate) fn conv(&mut self, k: &Kernels, a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) -> bool {
-        let g = &a.geom;
-        let p = self.parts(g.output.len().saturating_mul(g.k()), usize::MAX);
+        let work = a.geom.output.len().saturating_mul(a.geom.k());
+        self.in_bands(&a.geom, work, out, Some(scratch), |p, o, s| {
+            let sub = ConvArgs { geom: p.geom, input: &a.input[p.input_offset..], ..*a };
+            (k.conv2d)(&sub, o, s);
+        })
+    }
+
+    /// Run a depthwise convolution in parts; `false` (nothing done) when it is too small.
+    pub(crate) fn depthwise(&mut self, k: &Kernels, a: &DepthwiseArgs<'_>, out: &mut [i8]) -> bool {
+        // depthwise layers do several times less work per multiply-accumulate than GEMMs
+        let work = a.geom.output.len().saturating_mul(a.geom.kh * a.geom.kw * 4);
+        self.in_bands(&a.geom, work, out, None, |p, o, _| {
+            (k.depthwise2d)(&DepthwiseArgs { geom: p.geom, input: &a.input[p.input_offset..], ..*a }, o);
+        })
+    }
+
+    /// Split a layer of geometry `g` into bands ([`split::rows`]) and run `part(band, its output,
+    /// its scratch)` for each on the pool (part 0's scratch is `scratch`, the others' the pool's;
+    /// empty when `scratch` is `None`). `false` (nothing done) when it is too small to split.
+    fn in_bands(
+        &mut self,
+        g: &temper_kernels::Conv2d,
+        work: usize,
+        out: &mut [i8],
+        scratch: Option<&mut [i8]>,
+        part: impl Fn(&Part, &mut [i8], &mut [i8]) + Sync,
+    ) -> bool {
+        let p = self.parts(work, usize::MAX);
         let mut parts = [Part::default(); MAX_PARTS];
         let n = if p >= 2 { split::rows(g, p, &mut parts) } else { 0 };
         if n < 2 || out.len() < g.output.len() {
@@ -95,51 +121,15 @@ impl Threads {
         }
         let outs = cut(out, parts[..n].iter().map(|p| (p.output_start, p.output_end)));
         let mut scr = empty_slots();
-        scr[0] = Mutex::new(Some(scratch));
-        for (slot, s) in scr[1..].iter_mut().zip(self.scratch.iter_mut()) {
-            *slot = Mutex::new(Some(&mut s[..]));
-        }
-        self.pool.run(n, &|i| {
-            if let (Some(o), Some(s)) = (take(&outs[i]), take(&scr[i])) {
-                let p = &parts[i];
-                let sub = ConvArgs {
-                    geom: p.geom,
-                    input: &a.input[p.input_offset..],
-                    weights: a.weights,
-                    bias: a.bias,
-                    bias_u8: a.bias_u8,
-                    q: a.q,
-                    input_zp: a.input_zp,
-                };
-                (k.conv2d)(&sub, o, s);
+        if let Some(first) = scratch {
+            scr[0] = Mutex::new(Some(first));
+            for (slot, s) in scr[1..].iter_mut().zip(self.scratch.iter_mut()) {
+                *slot = Mutex::new(Some(&mut s[..]));
             }
-        });
-        true
-    }
-
-    /// Run a depthwise convolution in parts; `false` (nothing done) when it is too small.
-    pub(crate) fn depthwise(&mut self, k: &Kernels, a: &DepthwiseArgs<'_>, out: &mut [i8]) -> bool {
-        let g = &a.geom;
-        // depthwise layers do several times less work per multiply-accumulate than GEMMs
-        let p = self.parts(g.output.len().saturating_mul(g.kh * g.kw * 4), usize::MAX);
-        let mut parts = [Part::default(); MAX_PARTS];
-        let n = if p >= 2 { split::rows(g, p, &mut parts) } else { 0 };
-        if n < 2 || out.len() < g.output.len() {
-            return false;
         }
-        let outs = cut(out, parts[..n].iter().map(|p| (p.output_start, p.output_end)));
         self.pool.run(n, &|i| {
             if let Some(o) = take(&outs[i]) {
-                let p = &parts[i];
-                let sub = DepthwiseArgs {
-                    geom: p.geom,
-                    input: &a.input[p.input_offset..],
-                    weights: a.weights,
-                    bias: a.bias,
-                    q: a.q,
-                    input_zp: a.input_zp,
-                };
-                (k.depthwise2d)(&sub, o);
+                part(&parts[i], o, take(&scr[i]).unwrap_or(&mut []));
             }
         });
         true

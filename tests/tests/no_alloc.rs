@@ -31,6 +31,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Allocations made by 100 rounds of set_input / run / output on `s` (after one warm-up run).
+fn allocations_of_100_runs(s: &mut Session<'_, '_>, input: &[f32]) -> usize {
+    let mut out = [0f32; 3];
+    s.set_input_f32(0, input).unwrap();
+    s.run().unwrap(); // warm: any lazy one-time initialisation happens here
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        s.set_input_f32(0, input).unwrap();
+        s.run().unwrap();
+        s.output_f32(0, &mut out).unwrap();
+    }
+    ALLOCS.load(Ordering::SeqCst) - before
+}
+
 #[test]
 fn run_does_not_allocate() {
     let bytes = TinyCnn::new(11).build();
@@ -38,37 +52,19 @@ fn run_does_not_allocate() {
     let model = Model::from_bytes(buf.as_bytes()).unwrap();
     let mut arena = vec![0u8; model.arena_size()];
     let input = vec![0.25f32; 128];
-    let mut out = [0f32; 3];
     let mut s = Session::new(&model, &mut arena).unwrap();
-    s.set_input_f32(0, &input).unwrap();
-    s.run().unwrap(); // warm: any lazy one-time initialisation happens here
-    let before = ALLOCS.load(Ordering::SeqCst);
-    for _ in 0..100 {
-        s.set_input_f32(0, &input).unwrap();
-        s.run().unwrap();
-        s.output_f32(0, &mut out).unwrap();
-    }
-    let after = ALLOCS.load(Ordering::SeqCst);
-    assert_eq!(after - before, 0, "set_input/run/output allocated {} times", after - before);
+    let n = allocations_of_100_runs(&mut s, &input);
+    assert_eq!(n, 0, "set_input/run/output allocated {n} times");
     drop(s);
-    // The same with worker threads splitting every layer (workers allocate nothing either).
+    // The same with worker threads splitting every layer (workers allocate nothing either; the
+    // pool returns from its constructor only once every worker has started).
     let mut s = Session::new(&model, &mut arena).unwrap().with_threads(3).unwrap();
     s.set_min_work_per_part(1);
-    s.set_input_f32(0, &input).unwrap();
-    for _ in 0..1 {
-        // warm: each worker's one-time thread-local set-up happens on its first part
-        s.run().unwrap();
-    }
-    let before = ALLOCS.load(Ordering::SeqCst);
-    for _ in 0..100 {
-        s.set_input_f32(0, &input).unwrap();
-        s.run().unwrap();
-        s.output_f32(0, &mut out).unwrap();
-    }
-    let after = ALLOCS.load(Ordering::SeqCst);
-    assert_eq!(after - before, 0, "run with 3 threads allocated {} times", after - before);
+    let n = allocations_of_100_runs(&mut s, &input);
+    assert_eq!(n, 0, "run with 3 threads allocated {n} times");
     drop(s);
     // The counter works: an allocation is seen.
+    let after = ALLOCS.load(Ordering::SeqCst);
     let v = vec![1u8; 10];
     assert!(ALLOCS.load(Ordering::SeqCst) > after);
     drop(v);

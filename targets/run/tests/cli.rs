@@ -199,6 +199,11 @@ fn write_model(dir: &Path, name: &str, bytes: &[u8]) -> String {
 /// Runs the binary; with `TEMPER_RUN_RUNNER` set (e.g. `qemu-arm -L /usr/arm-linux-gnueabihf`
 /// when the tests themselves run under qemu-user for a cross target) through that runner.
 fn cli(args: &[&str]) -> Output {
+    command().args(args).output().expect("run temper-run")
+}
+
+/// The binary as a command (through `TEMPER_RUN_RUNNER` when set), without `TEMPER_LOG`.
+fn command() -> Command {
     let runner = std::env::var("TEMPER_RUN_RUNNER").unwrap_or_default();
     let mut words = runner.split_whitespace();
     let mut cmd = match words.next() {
@@ -209,7 +214,8 @@ fn cli(args: &[&str]) -> Output {
         }
         None => Command::new(BIN),
     };
-    cmd.args(args).env_remove("TEMPER_LOG").output().expect("run temper-run")
+    cmd.env_remove("TEMPER_LOG");
+    cmd
 }
 
 fn stdout(o: &Output) -> String {
@@ -590,17 +596,7 @@ fn closed_stdout_ends_quietly_without_a_panic() {
     }
     b.output(x);
     let m = write_model(&dir, "reshapes.tmf", &b.finish().expect("builds"));
-    let runner = std::env::var("TEMPER_RUN_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    let mut cmd = match words.next() {
-        Some(program) => {
-            let mut c = Command::new(program);
-            c.args(words).arg(BIN);
-            c
-        }
-        None => Command::new(BIN),
-    };
-    let mut child = cmd
+    let mut child = command()
         .args(["bench", &m, "--runs", "2", "--per-op"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
