@@ -599,14 +599,19 @@ fn add_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
         min,
         max,
     };
-    let olen = out.len() + GUARD;
-    let mut want = vec![SENTINEL; olen];
-    (SCALAR.add)(&args, &mut want);
     let desc = format!("case {case}: a {sa:?} b {sb:?} out {out:?} mult {a_mult}/{b_mult} shift {shift}");
+    against_reference("add", kernels, &desc, out.len(), |k, y| (k.add)(&args, y));
+}
+
+/// Run `call` with the scalar table and with every table in `kernels`, each into a fresh
+/// guarded buffer of `len` outputs, and require identical bytes (guard included).
+fn against_reference(what: &str, kernels: &[(&Variant, &Kernels)], desc: &str, len: usize, call: impl Fn(&Kernels, &mut [i8])) {
+    let mut want = vec![SENTINEL; len + GUARD];
+    call(&SCALAR, &mut want);
     for (var, kern) in kernels {
-        let mut got = vec![SENTINEL; olen];
-        (kern.add)(&args, &mut got);
-        check_equal("add", var.name, &desc, &want, &got);
+        let mut got = vec![SENTINEL; len + GUARD];
+        call(kern, &mut got);
+        check_equal(what, var.name, desc, &want, &got);
     }
 }
 
@@ -647,15 +652,8 @@ fn mul_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
         min,
         max,
     };
-    let olen = out.len() + GUARD;
-    let mut want = vec![SENTINEL; olen];
-    (SCALAR.mul)(&args, &mut want);
     let desc = format!("case {case}: a {sa:?} b {sb:?} out {out:?} mult {mult} shift {shift}");
-    for (var, kern) in kernels {
-        let mut got = vec![SENTINEL; olen];
-        (kern.mul)(&args, &mut got);
-        check_equal("mul", var.name, &desc, &want, &got);
-    }
+    against_reference("mul", kernels, &desc, out.len(), |k, y| (k.mul)(&args, y));
 }
 
 #[test]
