@@ -4,7 +4,7 @@
 //! |---|---|---|---|---|
 //! | `neon` | [`Level::Neon`] | NEON | `smull`/`smlal`/`sadalp`, 4 rows × 8 ch (Cortex-A53 class) | NEON |
 //! | `dotprod` | [`Level::NeonDot`] | NEON, DotProd | `sdot` by element, 4 rows × 16 ch | NEON |
-//! | `i8mm` | [`Level::NeonI8mm`] | NEON, DotProd, I8MM | `smmla`, 8 rows × 8 ch (`sdot` for 1 row) | NEON |
+//! | `i8mm` | [`Level::NeonI8mm`] | NEON, DotProd, I8MM | `smmla`, 8 rows × 8 ch (`sdot` for 1 row or K < 128) | NEON |
 //!
 //! Every level shares the NEON elementwise addition (`smull`/`smlal` on the 16-bit digits of
 //! [`driver::AddFast`]) and the portable multiplication and max / global average pooling of
@@ -86,11 +86,22 @@ static DOT: Kernels = Kernels {
 };
 
 // --- I8MM --------------------------------------------------------------------------------------
+/// Shortest reduction for which the `smmla` GEMM runs; shorter ones (first layers, small-K 1×1
+/// layers) use `sdot`, whose 4-row × 16-channel tiles waste less on them. Executed instructions
+/// under qemu (`kernel_once`, M×K×N): 784×12×16 sdot 77 k / smmla 137 k; 3136×24×144 3.37 M /
+/// 3.77 M; 196×96×576 1.53 M / 1.54 M; 784×144×32 448 k / 427 k.
+const MMLA_MIN_K: usize = 128;
 fn gemm_i8mm(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
     #[target_feature(enable = "dotprod,i8mm")]
     unsafe fn inner(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
         // SAFETY: compiled with DotProd and I8MM, which the caller checked.
-        unsafe { dot::gemm_mmla(g, c, ldc) }
+        unsafe {
+            if g.k >= MMLA_MIN_K {
+                dot::gemm_mmla(g, c, ldc)
+            } else {
+                dot::gemm_dot(g, c, ldc)
+            }
+        }
     }
     debug_assert!(Features::cpu().contains(REQ_I8MM));
     // SAFETY: reachable only through the `i8mm` table, which dispatch hands out after checking
