@@ -68,7 +68,9 @@ macro_rules! entry {
 entry!(gemm_avx2, "avx2", REQ_AVX2, (g: &Gemm<'_>, c: &mut [i8], ldc: usize), avx2::gemm(g, c, ldc));
 entry!(dw_avx2, "avx2", REQ_AVX2, (a: &DepthwiseArgs<'_>, out: &mut [i8]), avx2::depthwise(a, out));
 entry!(conv_avx2, "avx2", REQ_AVX2, (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
-    driver::conv2d_im2col(a, out, scratch, gemm_avx2, None));
+if !rowconv::conv::<rowconv::Ymm<vnni::Avx2Madd>>(a, out, scratch) {
+    driver::conv2d_im2col(a, out, scratch, gemm_avx2, None)
+});
 entry!(add_avx2, "avx2", REQ_AVX2, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
 entry!(avgpool_avx2, "avx2", REQ_AVX2, (a: &AvgPoolArgs, x: &[i8], y: &mut [i8]), driver::avg_pool(a, x, y));
 entry!(mul_avx2, "avx2", REQ_AVX2, (a: &MulArgs<'_>, out: &mut [i8]), driver::mul(a, out));

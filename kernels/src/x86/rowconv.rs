@@ -1,4 +1,4 @@
-//! Direct VNNI convolution for layers with short kernel rows (`kw · cin ≤ 16`): the first layer
+//! Direct convolution (VNNI, or AVX2 emulating `vpdpbusd`) for layers with short kernel rows (`kw · cin ≤ 16`): the first layer
 //! of a network on a grayscale or RGB image, where im2col spends more time gathering a few bytes
 //! per pixel than the GEMM spends on them.
 //!
@@ -286,8 +286,8 @@ unsafe fn tile512<const R: usize, const NB: usize>(
     }
 }
 
-/// 256-bit VNNI tiles (AVX-VNNI or its AVX-512VL stand-in, by the encoding `D`): up to 6 pixels
-/// × 16 channels (two ymm accumulators each), requantized as the 256-bit GEMM does.
+/// 256-bit tiles (AVX-VNNI, its AVX-512VL stand-in, or AVX2's exact emulation, by `D`): up to 6
+/// pixels × 16 channels (two ymm accumulators each), requantized as the 256-bit GEMM does.
 pub(crate) struct Ymm<D>(core::marker::PhantomData<D>);
 
 impl<D: Dot256> Tiles for Ymm<D> {

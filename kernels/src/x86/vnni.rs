@@ -461,7 +461,7 @@ unsafe fn panels512<const U8: bool>(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
     }
 }
 
-/// The encoding of the 256-bit `vpdpbusd`.
+/// A 256-bit `vpdpbusd`: one of its two encodings, or its exact AVX2 emulation.
 pub(crate) trait Dot256 {
     /// `acc + Σ₄ u8(a) · i8(b)` per 32-bit lane.
     ///
@@ -480,6 +480,25 @@ impl Dot256 for Evex {
     unsafe fn dpbusd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
         // SAFETY: per the trait contract the CPU has AVX512-VNNI and AVX512VL.
         unsafe { _mm256_dpbusd_epi32(acc, a, b) }
+    }
+}
+
+/// `vpdpbusd` emulated exactly with AVX2 (for the AVX2 level's direct first-layer convolution):
+/// even and odd bytes widened to 16 bits (activations zero-, weights sign-extended) and
+/// multiplied pairwise by `vpmaddwd` — `|u8 · i8| ≤ 32,640`, so nothing saturates.
+pub(crate) struct Avx2Madd;
+
+impl Dot256 for Avx2Madd {
+    #[inline(always)]
+    unsafe fn dpbusd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: per the trait contract the CPU has AVX2; register-only intrinsics.
+        unsafe {
+            let a_even = _mm256_and_si256(a, _mm256_set1_epi16(0x00ff));
+            let a_odd = _mm256_srli_epi16::<8>(a);
+            let b_even = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(b));
+            let b_odd = _mm256_srai_epi16::<8>(b);
+            _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(a_even, b_even), _mm256_madd_epi16(a_odd, b_odd)))
+        }
     }
 }
 
