@@ -17,6 +17,8 @@ pub mod parallel;
 pub mod params;
 pub mod reference;
 pub mod requant;
+#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+pub(crate) mod rowconv;
 pub mod split;
 // The AVX-512 / AVX-VNNI intrinsics and target features were stabilized in Rust 1.89.
 #[cfg(target_arch = "x86_64")]

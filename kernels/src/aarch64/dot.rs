@@ -110,6 +110,83 @@ unsafe fn dot_tile<const R: usize>(
     }
 }
 
+/// `sdot` tiles of the direct convolution for short kernel rows ([`crate::rowconv`]): up to 4
+/// pixels × 16 channels, signed activations (no flip) and `bias`; each line's word is duplicated
+/// into all lanes and multiplied by element 0.
+pub(crate) struct DotRows;
+
+impl crate::rowconv::Tiles for DotRows {
+    const U8: bool = false;
+    const R: usize = MR_DOT;
+    const NB: usize = 1;
+
+    #[inline(always)]
+    unsafe fn tile(
+        r: usize,
+        _nb: usize,
+        src: *const i8,
+        step: usize,
+        offs: &[usize],
+        w: *const [i8; 64],
+        _lines: usize,
+        cbs: &[ChannelBlock],
+        q: &crate::params::OutQuant<'_>,
+        c: *mut i8,
+        ldc: usize,
+        valid: usize,
+    ) {
+        let oc = OutC::new(q);
+        // SAFETY: the trait contract (DotProd: the caller is compiled with it), with `$r = r`.
+        unsafe {
+            match r {
+                4 => rows_tile::<4>(src, step, offs, w, &cbs[0], &oc, c, ldc, valid),
+                3 => rows_tile::<3>(src, step, offs, w, &cbs[0], &oc, c, ldc, valid),
+                2 => rows_tile::<2>(src, step, offs, w, &cbs[0], &oc, c, ldc, valid),
+                _ => rows_tile::<1>(src, step, offs, w, &cbs[0], &oc, c, ldc, valid),
+            }
+        }
+    }
+}
+
+/// `R` output pixels × 16 channels of the direct convolution.
+///
+/// # Safety
+/// DotProd; 4 readable bytes at every `src + r·step + offs[l]`; `offs.len()` 64-byte lines
+/// readable at `w`; `c` writable for `min(valid, 16)` bytes at `r·ldc`, `r < R`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_tile<const R: usize>(
+    src: *const i8,
+    step: usize,
+    offs: &[usize],
+    w: *const [i8; 64],
+    cb: &ChannelBlock,
+    oc: &OutC,
+    c: *mut i8,
+    ldc: usize,
+    valid: usize,
+) {
+    // SAFETY: per the contract; the asm only reads and writes the named registers.
+    unsafe {
+        let p = cb.bias.as_ptr();
+        let init = [vld1q_s32(p), vld1q_s32(p.add(4)), vld1q_s32(p.add(8)), vld1q_s32(p.add(12))];
+        let mut acc = [init; R];
+        let mut av = [vdupq_n_s8(0); R];
+        for (l, &off) in offs.iter().enumerate() {
+            for (r, x) in av.iter_mut().enumerate() {
+                *x = vreinterpretq_s8_s32(vdupq_n_s32(src.add(r * step + off).cast::<i32>().read_unaligned()));
+            }
+            dot_line::<R, 0>(&mut acc, w.add(l).cast(), &av);
+        }
+        let (m, s) = (cb.mult.as_ptr(), cb.shift.as_ptr());
+        let rq = [Rq4::load(m, s), Rq4::load(m.add(4), s.add(4)), Rq4::load(m.add(8), s.add(8)), Rq4::load(m.add(12), s.add(12))];
+        for (r, ar) in acc.iter().enumerate() {
+            let v = [requant4(ar[0], &rq[0], oc), requant4(ar[1], &rq[1], oc), requant4(ar[2], &rq[2], oc), requant4(ar[3], &rq[3], oc)];
+            store_bytes(c.add(r * ldc), pack16(v), valid);
+        }
+    }
+}
+
 /// `sdot` quantized GEMM (signed activations, `bias`).
 ///
 /// # Safety

@@ -3,7 +3,7 @@
 //! | variant | level | features | GEMM / conv micro-kernel | depthwise |
 //! |---|---|---|---|---|
 //! | `neon` | [`Level::Neon`] | NEON | `smull`/`smlal`/`sadalp`, 4 rows × 8 ch (Cortex-A53 class) | NEON |
-//! | `dotprod` | [`Level::NeonDot`] | NEON, DotProd | `sdot` by element, 4 rows × 16 ch | NEON |
+//! | `dotprod` | [`Level::NeonDot`] | NEON, DotProd | `sdot` by element, 4 rows × 16 ch; first layers by direct row convolution | NEON |
 //! | `i8mm` | [`Level::NeonI8mm`] | NEON, DotProd, I8MM | `smmla`, 8 rows × 8 ch (`sdot` for 1 row or K < 128) | NEON |
 //!
 //! Every level shares the NEON elementwise addition (`smull`/`smlal` on the 16-bit digits of
@@ -68,8 +68,23 @@ fn gemm_dot(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
     // that `Features::cpu()` contains DotProd.
     unsafe { inner(g, c, ldc) }
 }
+/// The direct convolution for short kernel rows with `sdot` tiles; `false` when it does not
+/// apply (see [`crate::rowconv::conv`]).
+fn rows_dot(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) -> bool {
+    #[target_feature(enable = "dotprod")]
+    unsafe fn inner(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) -> bool {
+        // SAFETY: compiled with DotProd, which the caller checked.
+        unsafe { crate::rowconv::conv::<dot::DotRows>(a, out, scratch) }
+    }
+    debug_assert!(Features::cpu().contains(REQ_DOT));
+    // SAFETY: reachable only through the `dotprod` and `i8mm` tables, which dispatch hands out
+    // after checking that `Features::cpu()` contains DotProd.
+    unsafe { inner(a, out, scratch) }
+}
 fn conv_dot(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
-    driver::conv2d_im2col(a, out, scratch, gemm_dot, None)
+    if !rows_dot(a, out, scratch) {
+        driver::conv2d_im2col(a, out, scratch, gemm_dot, None)
+    }
 }
 fn dw_neon(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
     neon::depthwise(a, out)
@@ -109,7 +124,9 @@ fn gemm_i8mm(g: &Gemm<'_>, c: &mut [i8], ldc: usize) {
     unsafe { inner(g, c, ldc) }
 }
 fn conv_i8mm(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
-    driver::conv2d_im2col(a, out, scratch, gemm_i8mm, None)
+    if !rows_dot(a, out, scratch) {
+        driver::conv2d_im2col(a, out, scratch, gemm_i8mm, None)
+    }
 }
 static I8MM: Kernels = Kernels {
     level: Level::NeonI8mm,

@@ -68,7 +68,7 @@ macro_rules! entry {
 entry!(gemm_avx2, "avx2", REQ_AVX2, (g: &Gemm<'_>, c: &mut [i8], ldc: usize), avx2::gemm(g, c, ldc));
 entry!(dw_avx2, "avx2", REQ_AVX2, (a: &DepthwiseArgs<'_>, out: &mut [i8]), avx2::depthwise(a, out));
 entry!(conv_avx2, "avx2", REQ_AVX2, (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
-if !rowconv::conv::<rowconv::Ymm<vnni::Avx2Madd>>(a, out, scratch) {
+if !crate::rowconv::conv::<rowconv::Ymm<vnni::Avx2Madd>>(a, out, scratch) {
     driver::conv2d_im2col(a, out, scratch, gemm_avx2, None)
 });
 entry!(add_avx2, "avx2", REQ_AVX2, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
@@ -93,7 +93,7 @@ entry!(gemm_avxvnni_u8, "avx2,avxvnni", REQ_AVXVNNI, (g: &Gemm<'_>, c: &mut [i8]
     vnni::gemm256::<vnni::Vex, true>(g, c, ldc));
 entry!(dw_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &DepthwiseArgs<'_>, out: &mut [i8]), avx2::depthwise(a, out));
 entry!(conv_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
-if !rowconv::conv::<rowconv::Ymm<vnni::Vex>>(a, out, scratch) {
+if !crate::rowconv::conv::<rowconv::Ymm<vnni::Vex>>(a, out, scratch) {
     driver::conv2d_im2col(a, out, scratch, gemm_avxvnni, Some(gemm_avxvnni_u8))
 });
 entry!(add_avxvnni, "avx2,avxvnni", REQ_AVXVNNI, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
@@ -120,7 +120,7 @@ entry!(dw_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &D
     avx2::depthwise(a, out));
 entry!(conv_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX,
 (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
-if !rowconv::conv::<rowconv::Ymm<vnni::Evex>>(a, out, scratch) {
+if !crate::rowconv::conv::<rowconv::Ymm<vnni::Evex>>(a, out, scratch) {
     driver::conv2d_im2col(a, out, scratch, gemm_vnni256e, Some(gemm_vnni256e_u8))
 });
 entry!(add_vnni256e, "avx2,avx512f,avx512vl,avx512vnni", REQ_VNNI256_EVEX, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx2(a, out));
@@ -147,7 +147,7 @@ entry!(dw_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &
     dw512::depthwise(a, out));
 entry!(conv_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512,
 (a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]),
-if !rowconv::conv::<rowconv::Zmm>(a, out, scratch) {
+if !crate::rowconv::conv::<rowconv::Zmm>(a, out, scratch) {
     driver::conv2d_im2col(a, out, scratch, gemm_avx512, Some(gemm_avx512_u8))
 });
 entry!(add_avx512, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", REQ_AVX512, (a: &AddArgs<'_>, out: &mut [i8]), eltwise::add_avx512(a, out));
