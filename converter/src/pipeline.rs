@@ -42,8 +42,8 @@ use crate::quant::Observer;
 use crate::report::{LayerError, Report};
 use crate::train::qat::{qat, QatConfig, QatProgress};
 use crate::train::{
-    arch, evaluate, export, prepare_for_training, train, AlphaSchedule, Augment, Distiller, EpochReport, KdConfig, Net, OptimizerKind,
-    Schedule, ScheduleKind, Teacher, TrainConfig,
+    arch, evaluate, export, prepare_for_training, train, AlphaSchedule, Augment, Distiller, EpochReport, KdConfig, MimicSpec, Net,
+    OptimizerKind, Schedule, ScheduleKind, Teacher, TrainConfig,
 };
 use crate::{fp32, onnx, passes};
 use temper_data::{load_dataset, Dataset, Normalize};
@@ -73,8 +73,15 @@ impl StudentSource {
 /// distilled student).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DistillSettings {
-    /// Teacher ONNX file.
-    pub teacher: Option<PathBuf>,
+    /// Teacher ONNX files (several: their soft targets are mixed by `teacher_weights`).
+    pub teachers: Vec<PathBuf>,
+    /// Mixture weights of the teachers (one per teacher; empty: equal), or `None` for weights
+    /// proportional to each teacher's validation accuracy (`teacher-weights = val`).
+    pub teacher_weights: Option<Vec<f32>>,
+    /// Feature-mimicking pairs (student tensor, tensor of the first teacher).
+    pub mimic: Vec<MimicSpec>,
+    /// Weight of each mimicking L2 term.
+    pub mimic_weight: f32,
     /// Student.
     pub student: StudentSource,
     /// Epochs.
@@ -112,7 +119,19 @@ impl DistillSettings {
 
     /// One line for tables.
     pub fn summary(&self) -> String {
-        let teacher = self.teacher.as_deref().map(file_label).unwrap_or_else(|| "?".into());
+        let mut teacher = if self.teachers.is_empty() {
+            "?".to_string()
+        } else {
+            self.teachers.iter().map(|t| file_label(t)).collect::<Vec<_>>().join(" + ")
+        };
+        match &self.teacher_weights {
+            None => teacher += " (weights by validation accuracy)",
+            Some(w) if !w.is_empty() => teacher += &format!(" (weights {w:?})"),
+            _ => {}
+        }
+        for m in &self.mimic {
+            teacher += &format!(", mimic {}={} ×{}", m.student, m.teacher, self.mimic_weight);
+        }
         let lr =
             if self.warmup > 0.0 { format!("lr {} cosine, warm-up {} ep", self.lr, self.warmup) } else { format!("lr {} cosine", self.lr) };
         let aug = if self.augment.enabled() { format!(", augment {}", augment_name(self.augment)) } else { String::new() };
@@ -232,7 +251,10 @@ impl Default for PipelineConfig {
         let q = QatConfig::default();
         PipelineConfig {
             distill: DistillSettings {
-                teacher: None,
+                teachers: Vec::new(),
+                teacher_weights: Some(Vec::new()),
+                mimic: Vec::new(),
+                mimic_weight: 1.0,
                 student: StudentSource::Arch("small-cnn".into()),
                 epochs: 8,
                 batch: 64,
@@ -278,7 +300,10 @@ impl Default for PipelineConfig {
 
 /// Every key: name, whether a fallback may change it, help text (the `--help` listing).
 pub const KEYS: &[(&str, bool, &str)] = &[
-    ("teacher", true, "PATH   teacher ONNX model (required)"),
+    ("teacher", true, "PATH[,PATH…]  teacher ONNX model(s) (required; several: soft targets mixed)"),
+    ("teacher-weights", true, "W,W…|val  mixture weights of several teachers (default equal; val: by validation accuracy)"),
+    ("mimic", true, "S=T[,S=T…]  feature mimicking: L2 between student tensor S and first-teacher tensor T (default none)"),
+    ("mimic-weight", true, "W      weight of each mimicking term (default 1)"),
     ("student", true, "PATH   student ONNX model: architecture + initial weights"),
     ("student-arch", true, "NAME   built-in student instead (small-cnn, …; default small-cnn when no --student)"),
     ("out", false, "PATH   output .tmf (required; -o)"),
@@ -434,7 +459,22 @@ impl PipelineConfig {
         let v = value.trim();
         let d = &mut self.distill;
         match canonical(key) {
-            "teacher" => d.teacher = Some(PathBuf::from(nonempty(v)?)),
+            "teacher" => d.teachers = v.split(',').map(|t| nonempty(t).map(PathBuf::from)).collect::<Result<_, _>>()?,
+            "teacher-weights" => {
+                d.teacher_weights = if v == "val" {
+                    None
+                } else {
+                    Some(v.split(',').map(|w| real(w, 0.0, f64::INFINITY).map(|x| x as f32)).collect::<Result<_, _>>()?)
+                }
+            }
+            "mimic" => {
+                d.mimic = if v.is_empty() || v == "none" {
+                    Vec::new()
+                } else {
+                    v.split(',').map(|m| MimicSpec::parse(m.trim()).map_err(SetError::BadValue)).collect::<Result<_, _>>()?
+                }
+            }
+            "mimic-weight" => d.mimic_weight = real(v, 0.0, f64::INFINITY)? as f32,
             "student" => d.student = StudentSource::Onnx(PathBuf::from(nonempty(v)?)),
             "student-arch" => {
                 if !arch::ARCHS.contains(&v) {
@@ -667,9 +707,21 @@ impl PipelineConfig {
         }
         for (i, a) in self.attempts()?.iter().enumerate() {
             let which = if i == 0 { "settings".to_string() } else { format!("fallback {i} ({})", self.fallbacks[i - 1].origin) };
-            let t = a.distill.teacher.as_ref().ok_or("missing --teacher T.onnx (the model to distill from)")?;
-            if !t.is_file() {
-                return Err(format!("{which}: teacher {} not found", t.display()));
+            if a.distill.teachers.is_empty() {
+                return Err("missing --teacher T.onnx (the model to distill from)".into());
+            }
+            for t in &a.distill.teachers {
+                if !t.is_file() {
+                    return Err(format!("{which}: teacher {} not found", t.display()));
+                }
+            }
+            if let Some(w) = &a.distill.teacher_weights {
+                if !w.is_empty() && w.len() != a.distill.teachers.len() {
+                    return Err(format!("{which}: teacher-weights has {} values for {} teachers", w.len(), a.distill.teachers.len()));
+                }
+                if !w.is_empty() && w.iter().sum::<f32>() <= 0.0 {
+                    return Err(format!("{which}: teacher-weights must not all be 0"));
+                }
             }
             if let StudentSource::Onnx(p) = &a.distill.student {
                 if !p.is_file() {
@@ -762,6 +814,8 @@ pub struct CurvePoint {
     pub seconds: f64,
     /// Training images per second.
     pub images_per_sec: f64,
+    /// Mean feature-mimicking loss (distillation with `mimic`; 0 otherwise).
+    pub mimic_loss: f64,
 }
 
 impl From<&EpochReport> for CurvePoint {
@@ -775,6 +829,7 @@ impl From<&EpochReport> for CurvePoint {
             lr: r.lr,
             seconds: r.seconds,
             images_per_sec: r.images_per_sec,
+            mimic_loss: r.mimic,
         }
     }
 }
@@ -1186,6 +1241,7 @@ impl PipelineReport {
                                     ("lr", J::N(c.lr as f64)),
                                     ("seconds", J::N(c.seconds)),
                                     ("images_per_sec", J::N(c.images_per_sec)),
+                                    ("mimic_loss", J::N(c.mimic_loss)),
                                 ])
                             })
                             .collect(),
@@ -1601,20 +1657,44 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
         return Ok(i);
     }
     let t0 = Instant::now();
-    let tpath = d.teacher.clone().ok_or("missing teacher")?;
-    let teacher = match cx.teachers.iter().find(|t| t.0 == tpath) {
-        Some(t) => t.1.clone(),
-        None => load_teacher(&tpath, cx.threads)?,
-    };
+    let mut teachers = Vec::new();
+    for (i, tpath) in d.teachers.iter().enumerate() {
+        let net = match cx.teachers.iter().find(|t| t.0 == *tpath) {
+            Some(t) => t.1.clone(),
+            None => load_teacher(tpath, cx.threads)?,
+        };
+        let weight = d.teacher_weights.as_ref().and_then(|w| w.get(i).copied()).unwrap_or(1.0);
+        teachers.push(Teacher { name: file_label(tpath), net, weight });
+    }
+    if teachers.is_empty() {
+        return Err("missing teacher".into());
+    }
     let graph = load_student(&d.student, cx.train, d.seed)?;
     let mut net = Net::new(graph, cx.threads).map_err(|e| format!("student {}: {e}", d.student.label()))?;
     say(
         cx.progress,
-        &format!("  student {}: {} trainable parameters; teacher {}", d.student.label(), net.num_trainable(), file_label(&tpath)),
+        &format!(
+            "  student {}: {} trainable parameters; teacher{} {}",
+            d.student.label(),
+            net.num_trainable(),
+            if teachers.len() > 1 { "s" } else { "" },
+            teachers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
     );
-    let kd = KdConfig { temperature: d.temperature, alpha: d.alpha, schedule: d.schedule(), mimic: Vec::new(), mimic_weight: 1.0 };
-    let mut distiller =
-        Distiller::new(vec![Teacher { name: file_label(&tpath), net: teacher, weight: 1.0 }], kd).map_err(|e| e.to_string())?;
+    let kd = KdConfig {
+        temperature: d.temperature,
+        alpha: d.alpha,
+        schedule: d.schedule(),
+        mimic: d.mimic.clone(),
+        mimic_weight: d.mimic_weight,
+    };
+    let mut distiller = Distiller::new(teachers, kd).map_err(|e| e.to_string())?;
+    if d.teacher_weights.is_none() {
+        let accs = distiller.weigh_by_accuracy(cx.val, &cx.norm).map_err(|e| e.to_string())?;
+        let w: Vec<String> = distiller.teachers.iter().zip(&accs).map(|(t, a)| format!("{} {a:.2}% → {:.3}", t.name, t.weight)).collect();
+        rec.notes.push(format!("teacher weights by validation accuracy: {}", w.join(", ")));
+    }
+    distiller.attach_mimic(&net, d.optimizer, d.seed).map_err(|e| e.to_string())?;
     distiller.cache_file = Some(cx.teacher_cache.clone());
     let tc = TrainConfig {
         epochs: d.epochs,
@@ -1655,7 +1735,8 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
     if distiller.cache_loaded {
         rec.notes.push(format!("teacher logits read from {}", cx.teacher_cache.display()));
     } else if !distiller.cached() {
-        rec.notes.push("teacher run on every batch (augmentation with crops: soft targets cannot be cached)".into());
+        let why = if d.mimic.is_empty() { "augmentation with crops" } else { "feature mimicking needs teacher activations" };
+        rec.notes.push(format!("teacher run on every batch ({why}: soft targets cannot be cached)"));
     }
     let unfused = net.to_graph();
     let folded = net.export_graph().map_err(|e| e.to_string())?;
@@ -1670,8 +1751,10 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
         rec.fp32_test = Some(acc.top1);
         rec.eval_seconds = t1.elapsed().as_secs_f64();
     }
-    if !cx.teachers.iter().any(|t| t.0 == tpath) {
-        cx.teachers.push((tpath, distiller.teachers.swap_remove(0).net));
+    for (tpath, t) in d.teachers.iter().zip(distiller.teachers.drain(..)) {
+        if !cx.teachers.iter().any(|c| c.0 == *tpath) {
+            cx.teachers.push((tpath.clone(), t.net));
+        }
     }
     cx.distilled.push(Distilled { settings: d.clone(), attempt, unfused, folded, fp32_val, fp32_test: rec.fp32_test, onnx_size });
     Ok(cx.distilled.len() - 1)
@@ -1809,6 +1892,7 @@ fn qat_stage(
                 lr: e.lr,
                 seconds: e.seconds,
                 images_per_sec: e.images_per_sec,
+                mimic_loss: 0.0,
             });
             if progress {
                 eprintln!(
@@ -2017,16 +2101,17 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
     };
     // Teachers: loaded and evaluated once.
     for a in &attempts {
-        let Some(tp) = &a.distill.teacher else { continue };
-        if cx.teachers.iter().any(|t| t.0 == *tp) {
-            continue;
+        for tp in &a.distill.teachers {
+            if cx.teachers.iter().any(|t| t.0 == *tp) {
+                continue;
+            }
+            say(cfg.progress, &format!("teacher {}: evaluating on the validation data …", tp.display()));
+            let net = load_teacher(tp, cfg.threads)?;
+            let (acc, _) = evaluate(&net, &val_ds, &cx.norm, 500).map_err(|e| format!("teacher {}: {e}", tp.display()))?;
+            say(cfg.progress, &format!("teacher {}: FP32 {acc:.2}% validation", file_label(tp)));
+            report.teachers.push((file_label(tp), acc, None));
+            cx.teachers.push((tp.clone(), net));
         }
-        say(cfg.progress, &format!("teacher {}: evaluating on the validation data …", tp.display()));
-        let net = load_teacher(tp, cfg.threads)?;
-        let (acc, _) = evaluate(&net, &val_ds, &cx.norm, 500).map_err(|e| format!("teacher {}: {e}", tp.display()))?;
-        say(cfg.progress, &format!("teacher {}: FP32 {acc:.2}% validation", file_label(tp)));
-        report.teachers.push((file_label(tp), acc, None));
-        cx.teachers.push((tp.clone(), net));
     }
     report.setup_seconds = t_start.elapsed().as_secs_f64();
     let mut emitted = None;
@@ -2146,7 +2231,7 @@ mod tests {
         let mut c = PipelineConfig::default();
         let text = "# comment\nteacher = t.onnx\nstudent = \"s.onnx\"  # trailing\nepochs = 3\nmax-drop = none\nmin-accuracy = 80\n\n[fallback]\nalpha = 0.9\nepochs = 5\n[fallback]\nqat-epochs = 4\n[pipeline]\nfallback = student-arch=small-cnn lr=0.002\n";
         c.apply_text(text, "p.toml").unwrap();
-        assert_eq!(c.distill.teacher, Some(PathBuf::from("t.onnx")));
+        assert_eq!(c.distill.teachers, [PathBuf::from("t.onnx")]);
         assert_eq!(c.distill.student, StudentSource::Onnx("s.onnx".into()));
         assert_eq!(c.distill.epochs, 3);
         assert_eq!(c.max_drop, None);

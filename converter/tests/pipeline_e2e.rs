@@ -107,6 +107,47 @@ fn failed_attempt_falls_back_and_the_first_passing_model_is_emitted() {
 }
 
 #[test]
+fn two_teachers_weighted_by_validation_accuracy_with_feature_mimicking() {
+    let Some(models) = have_data() else { return };
+    let dir = tmpdir("multi");
+    let out = dir.join("student.tmf");
+    // teacher.onnx and the distilled student_kd.onnx as a second teacher, mixed by validation
+    // accuracy; the first teacher's first ReLU output mimicked by the student's.
+    let text = format!(
+        "{}teacher = {},{}\nteacher-weights = val\nmimic = p2o.pd_op.relu.1.0=p2o.pd_op.relu.1.0\nmimic-weight = 0.5\nmax-drop = none\n",
+        quick(&models, &out),
+        models.join("teacher.onnx").display(),
+        models.join("student_kd.onnx").display()
+    );
+    let mut cfg = PipelineConfig::default();
+    cfg.apply_text(&text, "multi.toml").unwrap();
+    assert_eq!(cfg.distill.teachers.len(), 2);
+    let outcome = run(&cfg).unwrap();
+    let r = &outcome.report;
+    print!("{}", r.to_table());
+    assert!(outcome.passed());
+    assert_eq!(r.teachers.len(), 2, "both teachers evaluated: {:?}", r.teachers);
+    let d = &r.attempts[0].stages[0];
+    assert_eq!(d.kind, StageKind::Distill);
+    assert!(d.settings.contains("teacher.onnx + student_kd.onnx") && d.settings.contains("mimic"), "{}", d.settings);
+    let weights = d.notes.iter().find(|n| n.starts_with("teacher weights by validation accuracy")).expect("weights noted");
+    assert!(weights.contains("teacher.onnx") && weights.contains("student_kd.onnx"), "{weights}");
+    assert!(d.curves.iter().all(|c| c.mimic_loss > 0.0), "mimic loss recorded: {:?}", d.curves);
+    assert!(d.notes.iter().any(|n| n.contains("teacher run on every batch")), "mimicking needs teacher activations: {:?}", d.notes);
+    let bytes = std::fs::read(&out).expect("model written");
+    let buf = temper_runtime::writer::AlignedBuf::from_bytes(&bytes);
+    temper_runtime::Model::from_bytes(buf.as_bytes()).expect("emitted .tmf loads");
+    // Bad combinations are named before any work.
+    let mut bad = PipelineConfig::default();
+    bad.apply_text(&format!("{}teacher-weights = 1,2,3\n", quick(&models, &out)), "bad.toml").unwrap();
+    let Err(e) = run(&bad) else { panic!("three weights for one teacher must fail") };
+    assert!(e.contains("teacher-weights has 3 values for 1 teachers"), "{e}");
+    let mut bad = PipelineConfig::default();
+    assert!(bad.apply_text("mimic = nonsense\n", "bad.toml").unwrap_err().contains("STUDENT_TENSOR=TEACHER_TENSOR"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn impossible_gate_exits_1_lists_every_attempt_and_writes_no_model() {
     let Some(models) = have_data() else { return };
     let dir = tmpdir("fail");
