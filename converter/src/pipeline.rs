@@ -238,6 +238,10 @@ pub struct PipelineConfig {
     /// File keeping the teacher's logits on the training data between runs (`None`: a
     /// temporary file removed at the end, so that fallback attempts still share them).
     pub teacher_cache: Option<PathBuf>,
+    /// Directory of distillation checkpoints (`None`: none): each attempt's distillation
+    /// saves one per epoch under a name derived from its settings and data, and a later run
+    /// with the same settings resumes from it — after the last epoch, it skips training.
+    pub checkpoint_dir: Option<PathBuf>,
     /// Fallbacks, tried in order after the base settings fail.
     pub fallbacks: Vec<Fallback>,
 }
@@ -293,6 +297,7 @@ impl Default for PipelineConfig {
             progress: true,
             labels: None,
             teacher_cache: None,
+            checkpoint_dir: None,
             fallbacks: Vec::new(),
         }
     }
@@ -344,6 +349,7 @@ pub const KEYS: &[(&str, bool, &str)] = &[
     ("progress", false, "BOOL   progress lines on stderr (default true; --no-progress)"),
     ("labels", false, "NAMES  comma-separated class names stored in the file (default: the dataset's)"),
     ("teacher-cache", false, "PATH   keep the teacher's logits on the training data in PATH across runs (default: a temporary file)"),
+    ("checkpoint-dir", false, "DIR    save a distillation checkpoint every epoch in DIR and resume from it when run again (default none)"),
     ("fallback", false, "\"K=V K=V\"  one more attempt with these keys changed (repeatable, tried in order)"),
 ];
 
@@ -541,6 +547,7 @@ impl PipelineConfig {
             "progress" => self.progress = boolean(v)?,
             "labels" => self.labels = Some(nonempty(v)?),
             "teacher-cache" => self.teacher_cache = Some(PathBuf::from(nonempty(v)?)),
+            "checkpoint-dir" => self.checkpoint_dir = Some(PathBuf::from(nonempty(v)?)),
             "fallback" => {
                 let settings = fallback_tokens(v).map_err(SetError::BadValue)?;
                 for (k, val) in &settings {
@@ -1657,6 +1664,13 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
         return Ok(i);
     }
     let t0 = Instant::now();
+    let ckpt = match &cfg.checkpoint_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("checkpoint-dir {}: {e}", dir.display()))?;
+            Some(dir.join(format!("distill-{:016x}.npz", distill_fingerprint(cfg))))
+        }
+        None => None,
+    };
     let mut teachers = Vec::new();
     for (i, tpath) in d.teachers.iter().enumerate() {
         let net = match cx.teachers.iter().find(|t| t.0 == *tpath) {
@@ -1708,13 +1722,16 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
         norm: cx.norm.clone(),
         threads: cx.threads,
         bn_momentum: 0.1,
-        checkpoint: None,
-        resume: None,
+        checkpoint: ckpt.clone(),
+        resume: ckpt.clone().filter(|p| p.is_file()),
         max_steps_per_epoch: cx.max_steps,
         progress: cx.progress,
     };
     if cx.progress && d.augment.crop_pad == 0 {
         eprintln!("  teacher soft targets for {} training images: computed once, or read from the teacher cache …", cx.train.len());
+    }
+    if let Some(p) = &tc.resume {
+        rec.notes.push(format!("resumed from checkpoint {}", p.display()));
     }
     let epochs = d.epochs;
     let progress = cx.progress;
@@ -1741,7 +1758,11 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
     let unfused = net.to_graph();
     let folded = net.export_graph().map_err(|e| e.to_string())?;
     let onnx_size = export::to_onnx(&folded).ok().map(|b| b.len());
-    let fp32_val = tr.epochs.last().and_then(|e| e.val_acc).unwrap_or(f64::NAN);
+    let fp32_val = match tr.epochs.last().and_then(|e| e.val_acc) {
+        Some(a) => a,
+        // resumed after the last epoch: no epoch ran, evaluate the restored student
+        None => evaluate(&net, cx.val, &cx.norm, 500).map_err(|e| format!("FP32 validation: {e}"))?.0,
+    };
     rec.seconds = t0.elapsed().as_secs_f64();
     rec.fp32_val = Some(fp32_val);
     rec.size_bytes = onnx_size;
@@ -1758,6 +1779,13 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
     }
     cx.distilled.push(Distilled { settings: d.clone(), attempt, unfused, folded, fp32_val, fp32_test: rec.fp32_test, onnx_size });
     Ok(cx.distilled.len() - 1)
+}
+
+/// What a distillation checkpoint depends on: the distillation settings, the data and its
+/// normalization, and the step limit (FNV-1a of their debug text).
+fn distill_fingerprint(cfg: &PipelineConfig) -> u64 {
+    let text = format!("{:?}|{}|{}|{:?}|{:?}|{}|{:?}", cfg.distill, cfg.train, cfg.val, cfg.mean, cfg.std, cfg.pixel_scale, cfg.max_steps);
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Load the calibration data of `spec` once (`None` = the training data); returns its index in

@@ -148,6 +148,38 @@ fn two_teachers_weighted_by_validation_accuracy_with_feature_mimicking() {
 }
 
 #[test]
+fn a_second_run_resumes_from_the_distillation_checkpoint() {
+    let Some(models) = have_data() else { return };
+    let dir = tmpdir("resume");
+    let out = dir.join("student.tmf");
+    let ckpt = dir.join("ckpt");
+    let text = format!("{}checkpoint-dir = {}\nmax-drop = none\nqat = false\n", quick(&models, &out), ckpt.display());
+    let mut cfg = PipelineConfig::default();
+    cfg.apply_text(&text, "resume.toml").unwrap();
+    let first = run(&cfg).unwrap();
+    assert!(first.passed());
+    let saved: Vec<_> = std::fs::read_dir(&ckpt).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(saved.len() == 1 && saved[0].starts_with("distill-"), "{saved:?}");
+    let d1 = &first.report.attempts[0].stages[0];
+    assert_eq!(d1.curves.len(), 2);
+    assert!(!d1.notes.iter().any(|n| n.starts_with("resumed")), "{:?}", d1.notes);
+    // The same settings again: no epoch is trained; the restored student scores the same.
+    let second = run(&cfg).unwrap();
+    let d2 = &second.report.attempts[0].stages[0];
+    assert!(d2.notes.iter().any(|n| n.starts_with("resumed from checkpoint")), "{:?}", d2.notes);
+    assert!(d2.curves.is_empty(), "no epoch re-trained: {:?}", d2.curves);
+    assert_eq!(d2.fp32_val, d1.fp32_val);
+    assert_eq!(second.report.attempts[0].stages[1].int8_val, first.report.attempts[0].stages[1].int8_val);
+    // Other settings: another checkpoint, trained from the start.
+    let mut cfg3 = cfg.clone();
+    cfg3.set("seed", "2").unwrap();
+    let third = run(&cfg3).unwrap();
+    assert_eq!(third.report.attempts[0].stages[0].curves.len(), 2);
+    assert_eq!(std::fs::read_dir(&ckpt).unwrap().count(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn impossible_gate_exits_1_lists_every_attempt_and_writes_no_model() {
     let Some(models) = have_data() else { return };
     let dir = tmpdir("fail");
