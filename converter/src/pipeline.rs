@@ -2122,10 +2122,12 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
         distilled: Vec::new(),
         ptq_done: Vec::new(),
         metadata,
-        teacher_cache: cfg
-            .teacher_cache
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("temper-pipeline-teacher-{}.npz", std::process::id()))),
+        teacher_cache: cfg.teacher_cache.clone().unwrap_or_else(|| {
+            // unique per run, also for concurrent runs in one process
+            static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::env::temp_dir().join(format!("temper-pipeline-teacher-{}-{n}.npz", std::process::id()))
+        }),
     };
     // Teachers: loaded and evaluated once.
     for a in &attempts {
