@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: set-up, formatting, lints, the whole workspace's tests, the aarch64 kernel
+# The test command: set-up, formatting, lints, rustdoc, the whole workspace's tests, the aarch64 kernel
 # paths and integration tests under qemu (Cortex-A53 without dotprod, Cortex-A76 with dotprod, max
 # with i8mm), armv7 (32-bit) under qemu-arm, temper-run cross builds run under qemu, the no_std
 # builds, the C API and the controller. Each stage prints its wall time.
@@ -18,6 +18,8 @@ stage "cargo fmt --check"
 cargo fmt --all -- --check
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+stage "rustdoc -D warnings (public items documented, intra-doc links resolve)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 stage "cargo test (x86_64: every kernel level this CPU runs, forced lower levels, whole models)"
 cargo test --workspace
 stage "no_std builds"

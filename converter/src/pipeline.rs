@@ -7,7 +7,7 @@
 //! 2. **PTQ**: calibrate, quantize, pick the observer on the validation split and evaluate the
 //!    emitted bytes through `temper-runtime` ([`crate::ptq::quantize`]), then apply the gate;
 //! 3. **QAT** (when the PTQ gate fails and QAT is on): quantization-aware fine-tuning of the
-//!    distilled student ([`crate::train::qat`]), then the gate again on the file QAT emits.
+//!    distilled student ([`crate::train::qat`](mod@crate::train::qat)), then the gate again on the file QAT emits.
 //!
 //! The first file that passes the gate is written (atomically, [`write_atomic`]) and the
 //! remaining fallbacks are skipped. When no attempt passes, nothing is written but the report

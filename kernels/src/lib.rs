@@ -1,6 +1,6 @@
 //! temper INT8 kernels.
 //!
-//! [`reference`] holds the scalar reference kernels: they are the specification, and every
+//! [`reference`](mod@reference) holds the scalar reference kernels: they are the specification, and every
 //! faster path (see [`dispatch`]) must produce exactly the same bytes. All kernels work on NHWC
 //! int8 activations, int8 weights (symmetric, per output channel) and int32 accumulators, with
 //! one integer requantization ([`requant`]) per output value.

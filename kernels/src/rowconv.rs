@@ -1,6 +1,6 @@
-//! Direct convolution (VNNI, or AVX2 emulating `vpdpbusd`) for layers with short kernel rows (`kw · cin ≤ 16`): the first layer
-//! of a network on a grayscale or RGB image, where im2col spends more time gathering a few bytes
-//! per pixel than the GEMM spends on them.
+//! Direct convolution for layers with short kernel rows (`kw · cin ≤ 16`): the first layer of a
+//! network on a grayscale or RGB image, where im2col spends more time gathering a few bytes per
+//! pixel than the GEMM spends on them.
 //!
 //! For each output row, the `kh` input rows under it are copied once (horizontal padding filled
 //! with the input zero point; XOR `0x80` for ISAs whose dot product wants unsigned activations)
@@ -32,7 +32,7 @@ const GROUP_BLOCKS: usize = 4;
 #[repr(C, align(64))]
 struct Lines([[i8; 64]; GROUP_BLOCKS * MAX_LINES]);
 
-/// Whether [`conv512`] runs this convolution (one group, no horizontal dilation, kernel rows of
+/// Whether [`conv`] runs this convolution (one group, no horizontal dilation, kernel rows of
 /// at most 16 bytes, at most [`MAX_LINES`] words per output value, not a plain 1×1 GEMM).
 pub(crate) fn applies(g: &Conv2d) -> bool {
     let span = g.kw * g.input.c;
