@@ -57,6 +57,37 @@ unsafe fn dot_line<const R: usize, const LANE: usize>(acc: &mut [[int32x4_t; 4];
     }
 }
 
+/// The accumulators' initial values: the block's 16 biases.
+///
+/// # Safety
+/// NEON (the target configuration).
+#[inline(always)]
+unsafe fn bias16(cb: &ChannelBlock) -> [int32x4_t; 4] {
+    // SAFETY: `ChannelBlock` holds 16 biases.
+    unsafe {
+        let p = cb.bias.as_ptr();
+        [vld1q_s32(p), vld1q_s32(p.add(4)), vld1q_s32(p.add(8)), vld1q_s32(p.add(12))]
+    }
+}
+
+/// Requantize `R` rows × 16 channels of accumulators and store row `r` at `c + r·ldc`
+/// (`min(valid, 16)` bytes each).
+///
+/// # Safety
+/// NEON; `c` writable for `min(valid, 16)` bytes at `r·ldc` for every `r < R`.
+#[inline(always)]
+unsafe fn store16<const R: usize>(acc: &[[int32x4_t; 4]; R], cb: &ChannelBlock, oc: &OutC, c: *mut i8, ldc: usize, valid: usize) {
+    // SAFETY: per the contract; `ChannelBlock` holds 16 multipliers and shifts.
+    unsafe {
+        let (m, s) = (cb.mult.as_ptr(), cb.shift.as_ptr());
+        let rq = [Rq4::load(m, s), Rq4::load(m.add(4), s.add(4)), Rq4::load(m.add(8), s.add(8)), Rq4::load(m.add(12), s.add(12))];
+        for (r, ar) in acc.iter().enumerate() {
+            let v = [requant4(ar[0], &rq[0], oc), requant4(ar[1], &rq[1], oc), requant4(ar[2], &rq[2], oc), requant4(ar[3], &rq[3], oc)];
+            store_bytes(c.add(r * ldc), pack16(v), valid);
+        }
+    }
+}
+
 /// One `sdot` tile: `R` rows × 16 channels.
 ///
 /// # Safety
@@ -78,9 +109,7 @@ unsafe fn dot_tile<const R: usize>(
     // SAFETY: A reads: 16 bytes at `16·j` only while `16·j + 16 ≤ k`, then words at `4l` with
     // `4l + 4 ≤ k` and the `k % 4` tail; B lines `< ceil(k/4)`; C writes `min(valid, 16)` bytes.
     unsafe {
-        let p = cb.bias.as_ptr();
-        let init = [vld1q_s32(p), vld1q_s32(p.add(4)), vld1q_s32(p.add(8)), vld1q_s32(p.add(12))];
-        let mut acc = [init; R];
+        let mut acc = [bias16(cb); R];
         let mut av = [vdupq_n_s8(0); R];
         let k16 = k / 16;
         for j in 0..k16 {
@@ -101,12 +130,7 @@ unsafe fn dot_tile<const R: usize>(
             }
             dot_line::<R, 0>(&mut acc, b.add(l * 64), &av);
         }
-        let (m, s) = (cb.mult.as_ptr(), cb.shift.as_ptr());
-        let rq = [Rq4::load(m, s), Rq4::load(m.add(4), s.add(4)), Rq4::load(m.add(8), s.add(8)), Rq4::load(m.add(12), s.add(12))];
-        for (r, ar) in acc.iter().enumerate() {
-            let v = [requant4(ar[0], &rq[0], oc), requant4(ar[1], &rq[1], oc), requant4(ar[2], &rq[2], oc), requant4(ar[3], &rq[3], oc)];
-            store_bytes(c.add(r * ldc), pack16(v), valid);
-        }
+        store16(&acc, cb, oc, c, ldc, valid);
     }
 }
 
@@ -168,9 +192,7 @@ unsafe fn rows_tile<const R: usize>(
 ) {
     // SAFETY: per the contract; the asm only reads and writes the named registers.
     unsafe {
-        let p = cb.bias.as_ptr();
-        let init = [vld1q_s32(p), vld1q_s32(p.add(4)), vld1q_s32(p.add(8)), vld1q_s32(p.add(12))];
-        let mut acc = [init; R];
+        let mut acc = [bias16(cb); R];
         let mut av = [vdupq_n_s8(0); R];
         for (l, &off) in offs.iter().enumerate() {
             for (r, x) in av.iter_mut().enumerate() {
@@ -178,12 +200,7 @@ unsafe fn rows_tile<const R: usize>(
             }
             dot_line::<R, 0>(&mut acc, w.add(l).cast(), &av);
         }
-        let (m, s) = (cb.mult.as_ptr(), cb.shift.as_ptr());
-        let rq = [Rq4::load(m, s), Rq4::load(m.add(4), s.add(4)), Rq4::load(m.add(8), s.add(8)), Rq4::load(m.add(12), s.add(12))];
-        for (r, ar) in acc.iter().enumerate() {
-            let v = [requant4(ar[0], &rq[0], oc), requant4(ar[1], &rq[1], oc), requant4(ar[2], &rq[2], oc), requant4(ar[3], &rq[3], oc)];
-            store_bytes(c.add(r * ldc), pack16(v), valid);
-        }
+        store16(&acc, cb, oc, c, ldc, valid);
     }
 }
 
