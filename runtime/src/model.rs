@@ -7,9 +7,10 @@
 
 use crate::error::{LoadError, LoadErrorKind as K, Location};
 use crate::format::*;
+use crate::ops::window::{conv_geom, ConvParams};
+use crate::ops::{Check, OpParams};
 use bytemuck::try_from_bytes;
 use temper_kernels::pack;
-use temper_kernels::requant;
 
 /// Options for [`Model::from_bytes_with`].
 #[derive(Clone, Copy, Debug)]
@@ -91,6 +92,14 @@ pub struct OpView<'a> {
     pub scratch_off: usize,
     /// Scratch bytes.
     pub scratch_len: usize,
+}
+
+impl OpView<'_> {
+    /// The typed parameters, e.g. `op.decode::<temper_runtime::ops::window::ConvParams>()`
+    /// (the op module of [`OpView::code`] names its params type).
+    pub fn decode<P: OpParams>(&self) -> P {
+        P::decode(self.params)
+    }
 }
 
 fn section_min_align(k: SectionKind) -> u64 {
@@ -405,18 +414,16 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    fn rec(&self, id: u32) -> &'a TensorRecord {
+    /// A tensor record by id (in range: checked by the loader before any use).
+    pub(crate) fn rec(&self, id: u32) -> &'a TensorRecord {
         &self.tensors[id as usize]
-    }
-
-    fn numel(r: &TensorRecord) -> usize {
-        r.dims[..r.rank as usize].iter().map(|&d| d as usize).product()
     }
 
     fn validate_op(&self, i: usize) -> Result<(), LoadError> {
         let o = &self.ops[i];
         let at = self.oloc(i);
-        let code = OpCode::from_code(o.code).ok_or(LoadError::new(K::Invalid, "unknown op code", at).with(o.code as i64, 15))?;
+        let code = OpCode::from_code(o.code)
+            .ok_or(LoadError::new(K::Invalid, "unknown op code", at).with(o.code as i64, OpCode::ALL.len() as i64))?;
         self.string(o.name_off, o.name_len, at)?;
         if o.reserved != 0 {
             return Err(LoadError::new(K::Format, "reserved op field is not zero", at));
@@ -430,393 +437,14 @@ impl<'a> Model<'a> {
         if y.storage != Storage::Arena as u32 {
             return Err(LoadError::new(K::Invalid, "op output must be an arena tensor", at));
         }
-        let p = &o.params;
-        let arity = |n: usize| -> Result<(), LoadError> {
-            if ins.len() != n {
-                Err(LoadError::new(K::Invalid, "wrong number of inputs", at).with(ins.len() as i64, n as i64))
-            } else {
-                Ok(())
-            }
-        };
-        let act = |id: u32| -> Result<&TensorRecord, LoadError> {
-            let r = self.rec(id);
-            if r.storage != Storage::Arena as u32 {
-                return Err(LoadError::new(K::Invalid, "input must be an activation", at).with(id as i64, 0));
-            }
-            Ok(r)
-        };
-        let cst = |id: u32, dt: DType, layout: Layout| -> Result<&TensorRecord, LoadError> {
-            let r = self.rec(id);
-            if r.storage != Storage::Constant as u32 || r.dtype != dt as u32 || r.layout != layout as u32 {
-                return Err(LoadError::new(K::Invalid, "constant input of the wrong kind", at).with(id as i64, dt as i64));
-            }
-            Ok(r)
-        };
-        let clamp_ok = |lo: i32, hi: i32| -> Result<(), LoadError> {
-            if !(-128..=127).contains(&lo) || !(-128..=127).contains(&hi) || lo > hi {
-                return Err(LoadError::new(K::Invalid, "activation clamp range invalid", at).with(lo as i64, hi as i64));
-            }
-            Ok(())
-        };
-        let same_q = |a: &TensorRecord, b: &TensorRecord| -> Result<(), LoadError> {
-            if a.scale != b.scale || a.zero_point != b.zero_point {
-                return Err(LoadError::new(K::Invalid, "op requires identical input/output quantization", at));
-            }
-            Ok(())
-        };
-        let window = |base: usize| -> Result<[usize; 10], LoadError> {
-            let mut w = [0usize; 10];
-            for (k, slot) in w.iter_mut().enumerate() {
-                let v = p[base + k];
-                let lo = if k < 6 { 1 } else { 0 };
-                if v < lo || v > 4096 {
-                    return Err(LoadError::new(K::Invalid, "window parameter out of range", at).with(v as i64, (base + k) as i64));
-                }
-                *slot = v as usize;
-            }
-            Ok(w)
-        };
-        match code {
-            OpCode::Conv2d | OpCode::Depthwise2d | OpCode::ConvTranspose2d => {
-                let w = window(0)?; // kh kw sh sw dh dw pt pl pb pr
-                let groups = p[10];
-                clamp_ok(p[11], p[12])?;
-                let n_in = if code == OpCode::Conv2d { 6 } else { 5 };
-                arity(n_in)?;
-                let x = act(ins[0])?;
-                nhwc(x, at)?;
-                nhwc(y, at)?;
-                let (n, h, wd, c) = dims4(x);
-                let (yn, yh, yw, yc) = dims4(y);
-                if groups < 1 || c % groups as usize != 0 || yc % groups as usize != 0 || yn != n {
-                    return Err(
-                        LoadError::new(K::Invalid, "channels not divisible by groups, or batch differs", at).with(groups as i64, c as i64)
-                    );
-                }
-                let groups = groups as usize;
-                if code == OpCode::ConvTranspose2d {
-                    let base = (h - 1).saturating_mul(w[2]).saturating_add(w[4] * (w[0] - 1) + 1);
-                    let basew = (wd - 1).saturating_mul(w[3]).saturating_add(w[5] * (w[1] - 1) + 1);
-                    let ok_h = base.saturating_sub(w[6] + w[8]);
-                    let ok_w = basew.saturating_sub(w[7] + w[9]);
-                    if ok_h == 0 || ok_w == 0 || yh < ok_h || yh >= ok_h + w[2] || yw < ok_w || yw >= ok_w + w[3] {
-                        return Err(LoadError::new(K::Invalid, "output shape inconsistent with transposed-conv parameters", at)
-                            .with(yh as i64, ok_h as i64));
-                    }
-                    let wt = cst(ins[1], DType::I8, Layout::Plain)?;
-                    if wt.rank != 4 || dims4(wt) != (yc, w[0], w[1], c / groups) {
-                        return Err(LoadError::new(K::Invalid, "transposed-conv weights must be [O, KH, KW, C/groups]", at));
-                    }
-                    self.check_vec(ins[2], yc, at)?;
-                    self.check_requant(ins[3], ins[4], yc, at)?;
-                } else {
-                    let oh = conv_out(h, w[0], w[2], w[4], w[6] + w[8]);
-                    let ow = conv_out(wd, w[1], w[3], w[5], w[7] + w[9]);
-                    if oh != Some(yh) || ow != Some(yw) {
-                        return Err(LoadError::new(K::Invalid, "output shape inconsistent with conv parameters", at)
-                            .with(yh as i64, oh.unwrap_or(0) as i64));
-                    }
-                    if code == OpCode::Conv2d {
-                        let wt = cst(ins[1], DType::I8, Layout::Packed)?;
-                        let k = w[0] * w[1] * (c / groups);
-                        if wt.dims[0] as usize != groups || wt.dims[1] as usize != yc / groups || wt.dims[2] as usize != k {
-                            return Err(LoadError::new(K::Invalid, "packed conv weights must be [groups, O/groups, KH·KW·C/groups]", at));
-                        }
-                        self.check_vec(ins[2], yc, at)?;
-                        self.check_vec(ins[3], yc, at)?;
-                        self.check_requant(ins[4], ins[5], yc, at)?;
-                        self.check_packed(ins[1], ins[2], ins[3], at)?;
-                        let need = temper_kernels::dispatch::conv_scratch_len(&self.conv_geom(i));
-                        if (o.scratch_len as usize) < need || o.scratch_len > self.graph.arena_size {
-                            return Err(LoadError::new(K::Plan, "conv scratch smaller than the kernels need", at)
-                                .with(o.scratch_len as i64, need as i64));
-                        }
-                    } else {
-                        if groups != c || yc != c {
-                            return Err(LoadError::new(K::Invalid, "depthwise requires groups = in channels = out channels", at));
-                        }
-                        let wt = cst(ins[1], DType::I8, Layout::Plain)?;
-                        if wt.rank != 3 || wt.dims[0] as usize != w[0] || wt.dims[1] as usize != w[1] || wt.dims[2] as usize != c {
-                            return Err(LoadError::new(K::Invalid, "depthwise weights must be [KH, KW, C]", at));
-                        }
-                        self.check_vec(ins[2], c, at)?;
-                        self.check_requant(ins[3], ins[4], c, at)?;
-                        if self.const_i8(ins[1]).contains(&-128) {
-                            return Err(LoadError::new(K::Invalid, "weights must lie in -127..=127 (symmetric int8)", at));
-                        }
-                    }
-                }
-            }
-            OpCode::FullyConnected => {
-                arity(6)?;
-                clamp_ok(p[0], p[1])?;
-                let x = act(ins[0])?;
-                let wt = cst(ins[1], DType::I8, Layout::Packed)?;
-                let (nn, k) = (wt.dims[1] as usize, wt.dims[2] as usize);
-                let xk = x.dims[x.rank as usize - 1] as usize;
-                let m = Self::numel(x) / xk.max(1);
-                if wt.dims[0] != 1 || xk != k || Self::numel(y) != m * nn || y.dims[y.rank as usize - 1] as usize != nn {
-                    return Err(LoadError::new(K::Invalid, "fully connected shapes inconsistent (x [.., K], w [1, N, K], y [.., N])", at)
-                        .with(xk as i64, k as i64));
-                }
-                self.check_vec(ins[2], nn, at)?;
-                self.check_vec(ins[3], nn, at)?;
-                self.check_requant(ins[4], ins[5], nn, at)?;
-                self.check_packed(ins[1], ins[2], ins[3], at)?;
-            }
-            OpCode::Add | OpCode::Mul => {
-                arity(2)?;
-                let (a, b) = (act(ins[0])?, act(ins[1])?);
-                for r in [a, b, y] {
-                    if r.rank > 4 {
-                        return Err(LoadError::new(K::Invalid, "elementwise ops take rank ≤ 4", at));
-                    }
-                }
-                let (ya, yb, yo) = (pad4(a), pad4(b), pad4(y));
-                for d in 0..4 {
-                    let ok = |v: u32| v == yo[d] || v == 1;
-                    if !ok(ya[d]) || !ok(yb[d]) || yo[d] != ya[d].max(yb[d]) {
-                        return Err(LoadError::new(K::Invalid, "shapes do not broadcast to the output", at).with(d as i64, yo[d] as i64));
-                    }
-                }
-                if code == OpCode::Add {
-                    if !(1..=62).contains(&p[2]) {
-                        return Err(LoadError::new(K::Invalid, "add shift out of range", at).with(p[2] as i64, 62));
-                    }
-                    clamp_ok(p[3], p[4])?;
-                } else {
-                    if !requant::is_valid(p[0], p[1]) {
-                        return Err(LoadError::new(K::Invalid, "mul multiplier/shift invalid", at).with(p[0] as i64, p[1] as i64));
-                    }
-                    clamp_ok(p[2], p[3])?;
-                }
-            }
-            OpCode::MaxPool | OpCode::AvgPool => {
-                arity(1)?;
-                let x = act(ins[0])?;
-                nhwc(x, at)?;
-                nhwc(y, at)?;
-                let (n, h, wd, c) = dims4(x);
-                let (yn, yh, yw, yc) = dims4(y);
-                let (kh, kw, sh, sw, pt, pl, pb, pr) = if code == OpCode::MaxPool {
-                    let w = window(0)?;
-                    clamp_ok(p[10], p[11])?;
-                    same_q(x, y)?;
-                    if w[4] != 1 || w[5] != 1 {
-                        return Err(LoadError::new(K::Invalid, "dilated pooling is not supported", at));
-                    }
-                    (w[0], w[1], w[2], w[3], w[6], w[7], w[8], w[9])
-                } else {
-                    let mut w = [0usize; 8];
-                    for k in 0..8 {
-                        let lo = if k < 4 { 1 } else { 0 };
-                        if p[k] < lo || p[k] > 4096 {
-                            return Err(LoadError::new(K::Invalid, "pool parameter out of range", at).with(p[k] as i64, k as i64));
-                        }
-                        w[k] = p[k] as usize;
-                    }
-                    if !(0..=1).contains(&p[8]) || !requant::is_valid(p[9], p[10]) {
-                        return Err(LoadError::new(K::Invalid, "avg pool flags or multiplier invalid", at));
-                    }
-                    clamp_ok(p[11], p[12])?;
-                    (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7])
-                };
-                if pt >= kh || pb >= kh || pl >= kw || pr >= kw {
-                    return Err(LoadError::new(K::Invalid, "pool padding must be smaller than the window", at));
-                }
-                let fh = conv_out(h, kh, sh, 1, pt + pb);
-                let fw = conv_out(wd, kw, sw, 1, pl + pr);
-                let okh = fh.is_some_and(|f| yh == f || yh == f + 1) && (yh - 1) * sh < h + pt;
-                let okw = fw.is_some_and(|f| yw == f || yw == f + 1) && (yw - 1) * sw < wd + pl;
-                if n != yn || c != yc || !okh || !okw {
-                    return Err(LoadError::new(K::Invalid, "pool output shape inconsistent with its window", at)
-                        .with(yh as i64, fh.unwrap_or(0) as i64));
-                }
-            }
-            OpCode::Lut => {
-                arity(2)?;
-                let x = act(ins[0])?;
-                let t = cst(ins[1], DType::I8, Layout::Plain)?;
-                if Self::numel(t) != 256 || Self::numel(x) != Self::numel(y) {
-                    return Err(LoadError::new(K::Invalid, "lookup table must have 256 entries and output the input's size", at));
-                }
-            }
-            OpCode::Concat => {
-                if ins.len() < 2 {
-                    return Err(LoadError::new(K::Invalid, "concat needs inputs and a rescale table", at));
-                }
-                let n = ins.len() - 1;
-                let table = cst(ins[n], DType::I32, Layout::Plain)?;
-                if Self::numel(table) != n * 2 {
-                    return Err(LoadError::new(K::Invalid, "concat rescale table must be [inputs, 2]", at));
-                }
-                let t = self.const_i32(ins[n]);
-                for k in 0..n {
-                    let (m, s) = (t[2 * k], t[2 * k + 1]);
-                    if (m != 0 || s != 0) && !requant::is_valid(m, s) {
-                        return Err(LoadError::new(K::Invalid, "concat rescale multiplier invalid", at).with(m as i64, s as i64));
-                    }
-                }
-                let axis = p[0];
-                nhwc(y, at)?;
-                if !(0..4).contains(&axis) {
-                    return Err(LoadError::new(K::Invalid, "concat axis out of range", at).with(axis as i64, 3));
-                }
-                let yd = pad4(y);
-                let mut sum = 0u64;
-                for &id in &ins[..n] {
-                    let x = act(id)?;
-                    nhwc(x, at)?;
-                    let xd = pad4(x);
-                    for d in 0..4 {
-                        if d != axis as usize && xd[d] != yd[d] {
-                            return Err(LoadError::new(K::Invalid, "concat inputs differ off the axis", at).with(d as i64, 0));
-                        }
-                    }
-                    sum += xd[axis as usize] as u64;
-                }
-                if sum != yd[axis as usize] as u64 {
-                    return Err(LoadError::new(K::Invalid, "concat sizes do not add up", at).with(sum as i64, yd[axis as usize] as i64));
-                }
-            }
-            OpCode::Reshape => {
-                arity(1)?;
-                let x = act(ins[0])?;
-                same_q(x, y)?;
-                if Self::numel(x) != Self::numel(y) {
-                    return Err(LoadError::new(K::Invalid, "reshape changes the element count", at));
-                }
-            }
-            OpCode::Transpose => {
-                arity(1)?;
-                let x = act(ins[0])?;
-                nhwc(x, at)?;
-                nhwc(y, at)?;
-                same_q(x, y)?;
-                let mut seen = [false; 4];
-                for (d, &v) in p[..4].iter().enumerate() {
-                    if !(0..4).contains(&v) || seen[v as usize] || y.dims[d] != x.dims[v as usize] {
-                        return Err(LoadError::new(K::Invalid, "transpose permutation invalid", at).with(d as i64, v as i64));
-                    }
-                    seen[v as usize] = true;
-                }
-            }
-            OpCode::Pad => {
-                arity(1)?;
-                let x = act(ins[0])?;
-                nhwc(x, at)?;
-                nhwc(y, at)?;
-                same_q(x, y)?;
-                for d in 0..4 {
-                    let (b, e) = (p[d], p[4 + d]);
-                    if !(0..=1 << 20).contains(&b)
-                        || !(0..=1 << 20).contains(&e)
-                        || y.dims[d] as i64 != x.dims[d] as i64 + b as i64 + e as i64
-                    {
-                        return Err(LoadError::new(K::Invalid, "pad sizes inconsistent", at).with(d as i64, b as i64));
-                    }
-                }
-            }
-            OpCode::Resize => {
-                arity(1)?;
-                let x = act(ins[0])?;
-                nhwc(x, at)?;
-                nhwc(y, at)?;
-                same_q(x, y)?;
-                if !(0..=2).contains(&p[0]) || x.dims[0] != y.dims[0] || x.dims[3] != y.dims[3] {
-                    return Err(LoadError::new(K::Invalid, "resize mode or shape invalid", at).with(p[0] as i64, 2));
-                }
-            }
-            OpCode::Softmax => {
-                arity(2)?;
-                let x = act(ins[0])?;
-                let t = cst(ins[1], DType::I32, Layout::Plain)?;
-                if Self::numel(t) != 256 || x.dims != y.dims || x.rank != y.rank || y.zero_point != -128 || y.scale != 1.0 / 256.0 {
-                    return Err(LoadError::new(
-                        K::Invalid,
-                        "softmax needs a 256-entry table, same shape, output scale 1/256 zero point -128",
-                        at,
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn check_vec(&self, id: u32, n: usize, at: Location) -> Result<(), LoadError> {
-        let r = self.rec(id);
-        if r.storage != Storage::Constant as u32 || r.dtype != DType::I32 as u32 || Self::numel(r) != n {
-            return Err(LoadError::new(K::Invalid, "bias must be a constant i32 vector with one value per output channel", at)
-                .with(id as i64, n as i64));
-        }
-        Ok(())
-    }
-
-    /// Packed weights: padding is zero, values lie in −127..=127, and `bias_u8[c]` equals
-    /// `bias[c] − 128 · Σ_k w[c][k]` (wrapping), so that every kernel path — signed or unsigned
-    /// activations — computes the same accumulators. One pass over the weights, no heap.
-    fn check_packed(&self, wid: u32, bias: u32, bias_u8: u32, at: Location) -> Result<(), LoadError> {
-        let r = self.rec(wid);
-        let (groups, n, k) = (r.dims[0] as usize, r.dims[1] as usize, r.dims[2] as usize);
-        let w = self.const_i8(wid);
-        let (b, bu) = (self.const_i32(bias), self.const_i32(bias_u8));
-        let k4 = k.div_ceil(pack::KR);
-        let block = k4 * pack::NR * pack::KR;
-        let per = pack::packed_len(n, k).unwrap_or(0);
-        for g in 0..groups {
-            for nb in 0..n.div_ceil(pack::NR) {
-                let mut sums = [0i32; pack::NR];
-                let base = g * per + nb * block;
-                for (i, &v) in w[base..base + block].iter().enumerate() {
-                    let lane = (i / pack::KR) % pack::NR;
-                    let kk = (i / (pack::NR * pack::KR)) * pack::KR + i % pack::KR;
-                    let ch = nb * pack::NR + lane;
-                    if ch >= n || kk >= k {
-                        if v != 0 {
-                            return Err(LoadError::new(K::Invalid, "packed weight padding is not zero", at).with((base + i) as i64, 0));
-                        }
-                    } else if v == -128 {
-                        return Err(
-                            LoadError::new(K::Invalid, "weights must lie in -127..=127 (symmetric int8)", at).with((base + i) as i64, 0)
-                        );
-                    } else {
-                        sums[lane] += v as i32;
-                    }
-                }
-                for (lane, &s) in sums.iter().enumerate() {
-                    let ch = nb * pack::NR + lane;
-                    if ch < n {
-                        let c = g * n + ch;
-                        if bu[c] != b[c].wrapping_sub(128i32.wrapping_mul(s)) {
-                            return Err(LoadError::new(K::Invalid, "bias_u8 inconsistent with bias and weights", at).with(c as i64, 0));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn check_requant(&self, mid: u32, sid: u32, n: usize, at: Location) -> Result<(), LoadError> {
-        let (m, s) = (self.rec(mid), self.rec(sid));
-        for r in [m, s] {
-            let len = Self::numel(r);
-            if r.storage != Storage::Constant as u32 || r.dtype != DType::I32 as u32 || (len != 1 && len != n) {
-                return Err(LoadError::new(
-                    K::Invalid,
-                    "requantization multipliers/shifts must be constant i32, per tensor or per channel",
-                    at,
-                ));
-            }
-        }
-        let (mv, sv) = (self.const_i32(mid), self.const_i32(sid));
-        if mv.len() != sv.len() {
-            return Err(LoadError::new(K::Invalid, "multiplier and shift counts differ", at));
-        }
-        for (k, (&mm, &ss)) in mv.iter().zip(sv).enumerate() {
-            if !requant::is_valid(mm, ss) {
-                return Err(LoadError::new(K::Invalid, "requantization multiplier or shift out of range", at).with(k as i64, mm as i64));
-            }
+        let def = code.def();
+        (def.validate)(&Check { m: self, at, ins, y, p: &o.params })?;
+        let dims = |r: &'a TensorRecord| &r.dims[..r.rank as usize];
+        let x_dims = ins.first().map_or(&[][..], |&id| dims(self.rec(id)));
+        let need = (def.scratch)(&o.params, x_dims, dims(y));
+        if (o.scratch_len as usize) < need || o.scratch_len > self.graph.arena_size {
+            return Err(LoadError::new(K::Plan, "op scratch smaller than the kernels need, or larger than the arena", at)
+                .with(o.scratch_len.min(i64::MAX as u64) as i64, need as i64));
         }
         Ok(())
     }
@@ -1103,25 +731,11 @@ impl<'a> Model<'a> {
     /// Geometry of conv-like op `index` (Conv2d, Depthwise2d, ConvTranspose2d, MaxPool).
     pub fn conv_geom(&self, index: usize) -> temper_kernels::Conv2d {
         let o = self.op(index);
-        let p = o.params;
-        let x = self.tensor(o.inputs[0]);
-        let y = self.tensor(o.outputs[0]);
-        let d =
-            |t: &TensorView<'_>| temper_kernels::Nhwc::new(t.dims[0] as usize, t.dims[1] as usize, t.dims[2] as usize, t.dims[3] as usize);
-        let g = |v: i32| v.max(0) as usize;
-        temper_kernels::Conv2d {
-            input: d(&x),
-            output: d(&y),
-            kh: g(p[0]),
-            kw: g(p[1]),
-            sh: g(p[2]),
-            sw: g(p[3]),
-            dh: g(p[4]),
-            dw: g(p[5]),
-            pad_top: g(p[6]),
-            pad_left: g(p[7]),
-            groups: if o.code == OpCode::MaxPool { 1 } else { g(p[10]).max(1) },
+        let mut p = ConvParams::decode(o.params);
+        if o.code == OpCode::MaxPool {
+            p.groups = 1;
         }
+        conv_geom(&p, self.tensor(o.inputs[0]).dims, self.tensor(o.outputs[0]).dims)
     }
 }
 
@@ -1150,32 +764,4 @@ impl<'a> Iterator for MetaIter<'a> {
 /// Whether byte ranges `[a, a + al)` and `[b, b + bl)` intersect (lengths already bounded).
 fn overlaps(a: u64, al: u64, b: u64, bl: u64) -> bool {
     a < b.saturating_add(bl) && b < a.saturating_add(al)
-}
-
-fn nhwc(r: &TensorRecord, at: Location) -> Result<(), LoadError> {
-    if r.rank != 4 {
-        return Err(LoadError::new(K::Invalid, "expected a 4-D NHWC activation", at).with(r.rank as i64, 4));
-    }
-    Ok(())
-}
-
-fn dims4(r: &TensorRecord) -> (usize, usize, usize, usize) {
-    (r.dims[0] as usize, r.dims[1] as usize, r.dims[2] as usize, r.dims[3] as usize)
-}
-
-/// Dims right-aligned into 4 (leading 1s), as numpy broadcasting does.
-pub(crate) fn pad4(r: &TensorRecord) -> [u32; 4] {
-    let rank = r.rank as usize;
-    let mut d = [1u32; 4];
-    for k in 0..rank.min(4) {
-        d[4 - rank.min(4) + k] = r.dims[k];
-    }
-    d
-}
-
-/// Floor-mode output size of a window, `None` when the window does not fit.
-fn conv_out(i: usize, k: usize, s: usize, d: usize, pad: usize) -> Option<usize> {
-    let eff = d.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
-    let span = i.checked_add(pad)?.checked_sub(eff)?;
-    Some(span / s + 1)
 }
