@@ -22,22 +22,6 @@ mod check;
 mod exec;
 pub mod window;
 
-pub mod add;
-pub mod avg_pool;
-pub mod concat;
-pub mod conv2d;
-pub mod conv_transpose2d;
-pub mod depthwise2d;
-pub mod fully_connected;
-pub mod lut;
-pub mod max_pool;
-pub mod mul;
-pub mod pad;
-pub mod reshape;
-pub mod resize;
-pub mod softmax;
-pub mod transpose;
-
 pub(crate) use check::Check;
 pub(crate) use exec::{regions, Exec};
 
@@ -86,11 +70,14 @@ pub(crate) fn no_scratch(_: &[i32; OP_PARAMS], _: &[u32], _: &[u32]) -> usize {
     0
 }
 
-/// Declares every op once: `Variant = code => module`. Generates [`OpCode`] (its `ALL`,
-/// `from_code`, `name`) and the table `OPS` indexed by `code − 1`, each entry the module's
+/// Declares every op once: `Variant = code => module`. Declares the module (the file
+/// `ops/<module>.rs`), generates [`OpCode`] (its `ALL`, `from_code`, `name`) and the table
+/// `OPS` indexed by `code − 1`, each entry the module's
 /// `DEF`. Codes must be 1, 2, 3, … in order (checked at compile time).
 macro_rules! registry {
     ($( $(#[$doc:meta])* $variant:ident = $code:literal => $module:ident, )*) => {
+        $( pub mod $module; )*
+
         /// Operation codes (the `code` field of an op record).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[repr(u32)]
@@ -165,3 +152,6 @@ registry! {
     /// Softmax over the last axis.
     Softmax = 15 => softmax,
 }
+
+#[cfg(test)]
+mod tests;
