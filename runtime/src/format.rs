@@ -238,89 +238,11 @@ pub struct TensorRecord {
     pub channel_axis: u32,
 }
 
-/// Operation codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum OpCode {
-    /// Grouped 2-D convolution with packed weights.
-    Conv2d = 1,
-    /// Depthwise 2-D convolution.
-    Depthwise2d = 2,
-    /// Fully connected.
-    FullyConnected = 3,
-    /// Elementwise add with broadcasting.
-    Add = 4,
-    /// Elementwise multiply with broadcasting.
-    Mul = 5,
-    /// Max pooling.
-    MaxPool = 6,
-    /// Average pooling (global pooling is a full window).
-    AvgPool = 7,
-    /// 256-entry lookup table (HardSwish, Sigmoid, Tanh, LeakyRelu, standalone clamps…).
-    Lut = 8,
-    /// Concatenation with per-input rescaling.
-    Concat = 9,
-    /// Reshape / Flatten (a copy; element order unchanged).
-    Reshape = 10,
-    /// 4-D transpose.
-    Transpose = 11,
-    /// Constant padding with the input zero point.
-    Pad = 12,
-    /// Spatial resize.
-    Resize = 13,
-    /// Transposed convolution.
-    ConvTranspose2d = 14,
-    /// Softmax over the last axis.
-    Softmax = 15,
-}
-
-impl OpCode {
-    /// Every op code.
-    pub const ALL: [OpCode; 15] = [
-        OpCode::Conv2d,
-        OpCode::Depthwise2d,
-        OpCode::FullyConnected,
-        OpCode::Add,
-        OpCode::Mul,
-        OpCode::MaxPool,
-        OpCode::AvgPool,
-        OpCode::Lut,
-        OpCode::Concat,
-        OpCode::Reshape,
-        OpCode::Transpose,
-        OpCode::Pad,
-        OpCode::Resize,
-        OpCode::ConvTranspose2d,
-        OpCode::Softmax,
-    ];
-    /// Decode a code.
-    pub fn from_code(c: u32) -> Option<OpCode> {
-        OpCode::ALL.into_iter().find(|k| *k as u32 == c)
-    }
-    /// Name for messages.
-    pub const fn name(self) -> &'static str {
-        match self {
-            OpCode::Conv2d => "Conv2d",
-            OpCode::Depthwise2d => "Depthwise2d",
-            OpCode::FullyConnected => "FullyConnected",
-            OpCode::Add => "Add",
-            OpCode::Mul => "Mul",
-            OpCode::MaxPool => "MaxPool",
-            OpCode::AvgPool => "AvgPool",
-            OpCode::Lut => "Lut",
-            OpCode::Concat => "Concat",
-            OpCode::Reshape => "Reshape",
-            OpCode::Transpose => "Transpose",
-            OpCode::Pad => "Pad",
-            OpCode::Resize => "Resize",
-            OpCode::ConvTranspose2d => "ConvTranspose2d",
-            OpCode::Softmax => "Softmax",
-        }
-    }
-}
+pub use crate::ops::OpCode;
 
 /// One operation (112 bytes). Inputs and outputs are tensor ids in the ids section; the meaning
-/// of `params` is given per op code in `docs/FORMAT.md`.
+/// of `params` is given per op code in `docs/FORMAT.md` and by each op's params type in
+/// [`crate::ops`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
 pub struct OpRecord {

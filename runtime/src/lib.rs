@@ -23,6 +23,7 @@ extern crate alloc;
 pub mod error;
 pub mod format;
 pub mod model;
+pub mod ops;
 pub mod session;
 #[cfg(feature = "std")]
 pub mod threads;

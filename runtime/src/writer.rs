@@ -5,10 +5,12 @@
 //! validates the result with [`Model::from_bytes`] before handing it out. The typed helpers
 //! ([`Builder::conv2d`], [`Builder::fully_connected`], …) own the integer arithmetic that goes
 //! into the file: zero-point folding into biases, the unsigned-activation bias, requantization
-//! multipliers, clamps.
+//! multipliers, clamps. Each is defined in its op's module under [`crate::ops`], beside the
+//! op's validation and execution; all end in [`Builder::op`].
 
 use crate::format::*;
 use crate::model::Model;
+use crate::ops::OpParams;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -30,7 +32,8 @@ impl fmt::Display for BuildError {
 #[cfg(feature = "std")]
 impl std::error::Error for BuildError {}
 
-fn err<T>(msg: impl Into<String>) -> Result<T, BuildError> {
+/// `Err(BuildError(msg))`.
+pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T, BuildError> {
     Err(BuildError(msg.into()))
 }
 
@@ -57,50 +60,7 @@ struct ODef {
     scratch_len: usize,
 }
 
-/// Geometry of a convolution, pooling or transposed convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    /// Kernel `[kh, kw]`.
-    pub kernel: [usize; 2],
-    /// Stride `[sh, sw]`.
-    pub stride: [usize; 2],
-    /// Dilation `[dh, dw]`.
-    pub dilation: [usize; 2],
-    /// Padding `[top, left, bottom, right]`.
-    pub pads: [usize; 4],
-}
-
-impl Window {
-    /// A square window with stride and symmetric padding, no dilation.
-    pub fn square(k: usize, stride: usize, pad: usize) -> Window {
-        Window { kernel: [k, k], stride: [stride, stride], dilation: [1, 1], pads: [pad; 4] }
-    }
-    /// Output size (floor mode) for input `[h, w]`, `None` if the window does not fit.
-    pub fn out_size(&self, h: usize, w: usize) -> Option<[usize; 2]> {
-        let o = |i: usize, k: usize, s: usize, d: usize, p: usize| -> Option<usize> {
-            let eff = d * (k - 1) + 1;
-            Some((i + p).checked_sub(eff)? / s + 1)
-        };
-        Some([
-            o(h, self.kernel[0], self.stride[0], self.dilation[0], self.pads[0] + self.pads[2])?,
-            o(w, self.kernel[1], self.stride[1], self.dilation[1], self.pads[1] + self.pads[3])?,
-        ])
-    }
-    fn params(&self) -> [i32; 10] {
-        [
-            self.kernel[0] as i32,
-            self.kernel[1] as i32,
-            self.stride[0] as i32,
-            self.stride[1] as i32,
-            self.dilation[0] as i32,
-            self.dilation[1] as i32,
-            self.pads[0] as i32,
-            self.pads[1] as i32,
-            self.pads[2] as i32,
-            self.pads[3] as i32,
-        ]
-    }
-}
+pub use crate::ops::window::Window;
 
 /// Quantized clamp range `[min, max]` for a fused activation with real bounds `lo..hi`
 /// (`None` = unbounded), in the output quantization `q`.
@@ -243,6 +203,24 @@ impl Builder {
         self.meta.push((key.to_string(), value.to_string()));
     }
 
+    /// Add an op with typed parameters (no checks beyond those of the final validation); the
+    /// scratch it needs comes from the op registry. The typed helpers ([`Builder::conv2d`], …,
+    /// one per op module in [`crate::ops`]) compute the constants and call this.
+    pub fn op(&mut self, code: OpCode, name: &str, inputs: &[u32], output: u32, params: &impl OpParams) {
+        let params = params.encode();
+        let dims = |id: Option<&u32>| -> ([u32; MAX_RANK], usize) {
+            let mut d = [0u32; MAX_RANK];
+            let t = id.and_then(|&id| self.tensors.get(id as usize)).map_or(&[][..], |t| &t.dims[..]);
+            for (k, &v) in t.iter().take(MAX_RANK).enumerate() {
+                d[k] = u32::try_from(v).unwrap_or(u32::MAX);
+            }
+            (d, t.len().min(MAX_RANK))
+        };
+        let ((xd, xr), (yd, yr)) = (dims(inputs.first()), dims(Some(&output)));
+        let scratch = (code.def().scratch)(&params, &xd[..xr], &yd[..yr]);
+        self.raw_op(code, name, inputs, output, &params, scratch);
+    }
+
     /// Add a raw op (no checks beyond those of the final validation).
     pub fn raw_op(&mut self, code: OpCode, name: &str, inputs: &[u32], output: u32, params: &[i32], scratch_len: usize) {
         let mut p = [0i32; OP_PARAMS];
@@ -250,7 +228,9 @@ impl Builder {
         self.ops.push(ODef { code, name: name.to_string(), inputs: inputs.to_vec(), output, params: p, scratch_len });
     }
 
-    fn requant_vecs(&mut self, name: &str, in_scale: f32, w_scales: &[f32], out_scale: f32) -> Result<(u32, u32), BuildError> {
+    /// Per-channel requantization constants `{name}.mult`, `{name}.shift` for
+    /// `in_scale · w_scales[c] / out_scale`; returns their tensor ids.
+    pub(crate) fn requant_vecs(&mut self, name: &str, in_scale: f32, w_scales: &[f32], out_scale: f32) -> Result<(u32, u32), BuildError> {
         let mut mult = Vec::with_capacity(w_scales.len());
         let mut shift = Vec::with_capacity(w_scales.len());
         for (c, &ws) in w_scales.iter().enumerate() {
@@ -262,276 +242,6 @@ impl Builder {
         }
         let n = w_scales.len();
         Ok((self.const_i32(&alloc::format!("{name}.mult"), &[n], &mult), self.const_i32(&alloc::format!("{name}.shift"), &[n], &shift)))
-    }
-
-    /// Add a convolution (dense, grouped or depthwise — depthwise when `groups == C == O`).
-    /// Output `y` must already exist with the right shape. Returns nothing; errors name the op.
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv2d(
-        &mut self,
-        name: &str,
-        x: u32,
-        y: u32,
-        win: Window,
-        groups: usize,
-        w: QWeights<'_>,
-        clamp: (i32, i32),
-    ) -> Result<(), BuildError> {
-        let (xd, yd) = (self.dims(x).to_vec(), self.dims(y).to_vec());
-        if xd.len() != 4 || yd.len() != 4 {
-            return err(alloc::format!("{name}: conv needs NHWC activations"));
-        }
-        let (c, o) = (xd[3], yd[3]);
-        if groups == 0 || c % groups != 0 || o % groups != 0 {
-            return err(alloc::format!("{name}: channels {c}/{o} not divisible by groups {groups}"));
-        }
-        let (xq, yq) = (self.qparams(x), self.qparams(y));
-        let (kh, kw) = (win.kernel[0], win.kernel[1]);
-        let cig = c / groups;
-        let k = kh * kw * cig;
-        if w.data.len() != o * k || w.scales.len() != o || w.bias.len() != o {
-            return err(alloc::format!(
-                "{name}: weights {} / scales {} / bias {} do not match O={o}, K={k}",
-                w.data.len(),
-                w.scales.len(),
-                w.bias.len()
-            ));
-        }
-        let wsum: Vec<i32> = (0..o).map(|oc| w.data[oc * k..(oc + 1) * k].iter().map(|&v| v as i32).sum()).collect();
-        let bias: Vec<i32> = (0..o).map(|oc| w.bias[oc].wrapping_sub(xq.zero_point.wrapping_mul(wsum[oc]))).collect();
-        let mut p = [0i32; 13];
-        p[..10].copy_from_slice(&win.params());
-        p[10] = groups as i32;
-        p[11] = clamp.0;
-        p[12] = clamp.1;
-        let (mult, shift) = self.requant_vecs(name, xq.scale, w.scales, yq.scale)?;
-        let bias_id = self.const_i32(&alloc::format!("{name}.bias"), &[o], &bias);
-        if groups == c && groups == o && groups > 1 {
-            // Depthwise: weights [O][KH][KW][1] → [KH][KW][C].
-            let mut dw = vec![0i8; kh * kw * c];
-            for ch in 0..c {
-                for t in 0..kh * kw {
-                    dw[t * c + ch] = w.data[ch * kh * kw + t];
-                }
-            }
-            let wid = self.const_i8(&alloc::format!("{name}.weights"), &[kh, kw, c], Layout::Plain, &dw, w.scales, 2);
-            self.raw_op(OpCode::Depthwise2d, name, &[x, wid, bias_id, mult, shift], y, &p, 0);
-        } else {
-            let cog = o / groups;
-            let per = pack::packed_len(cog, k).ok_or_else(|| BuildError(alloc::format!("{name}: weights too large")))?;
-            let mut packed = vec![0i8; per * groups];
-            for g in 0..groups {
-                pack::pack_into(&w.data[g * cog * k..(g + 1) * cog * k], cog, k, &mut packed[g * per..(g + 1) * per]);
-            }
-            let wid = self.const_i8(&alloc::format!("{name}.weights"), &[groups, cog, k], Layout::Packed, &packed, w.scales, 1);
-            let bias_u8: Vec<i32> = (0..o).map(|oc| bias[oc].wrapping_sub(128i32.wrapping_mul(wsum[oc]))).collect();
-            let bu = self.const_i32(&alloc::format!("{name}.bias_u8"), &[o], &bias_u8);
-            let geom = temper_kernels::Conv2d {
-                input: temper_kernels::Nhwc::new(xd[0], xd[1], xd[2], xd[3]),
-                output: temper_kernels::Nhwc::new(yd[0], yd[1], yd[2], yd[3]),
-                kh,
-                kw,
-                sh: win.stride[0],
-                sw: win.stride[1],
-                dh: win.dilation[0],
-                dw: win.dilation[1],
-                pad_top: win.pads[0],
-                pad_left: win.pads[1],
-                groups,
-            };
-            let scratch = temper_kernels::dispatch::conv_scratch_len(&geom);
-            self.raw_op(OpCode::Conv2d, name, &[x, wid, bias_id, bu, mult, shift], y, &p, scratch);
-        }
-        Ok(())
-    }
-
-    /// Add a fully connected layer: `x [.., K]`, weights `[N][K]`, output `y [.., N]`.
-    pub fn fully_connected(&mut self, name: &str, x: u32, y: u32, w: QWeights<'_>, clamp: (i32, i32)) -> Result<(), BuildError> {
-        let k = *self.dims(x).last().unwrap_or(&0);
-        let n = *self.dims(y).last().unwrap_or(&0);
-        if k == 0 || w.data.len() != n * k || w.scales.len() != n || w.bias.len() != n {
-            return err(alloc::format!(
-                "{name}: weights {} / scales {} / bias {} do not match N={n}, K={k}",
-                w.data.len(),
-                w.scales.len(),
-                w.bias.len()
-            ));
-        }
-        let (xq, yq) = (self.qparams(x), self.qparams(y));
-        let wsum: Vec<i32> = (0..n).map(|j| w.data[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum()).collect();
-        let bias: Vec<i32> = (0..n).map(|j| w.bias[j].wrapping_sub(xq.zero_point.wrapping_mul(wsum[j]))).collect();
-        let bias_u8: Vec<i32> = (0..n).map(|j| bias[j].wrapping_sub(128i32.wrapping_mul(wsum[j]))).collect();
-        let per = pack::packed_len(n, k).ok_or_else(|| BuildError(alloc::format!("{name}: weights too large")))?;
-        let mut packed = vec![0i8; per];
-        pack::pack_into(w.data, n, k, &mut packed);
-        let wid = self.const_i8(&alloc::format!("{name}.weights"), &[1, n, k], Layout::Packed, &packed, w.scales, 1);
-        let b = self.const_i32(&alloc::format!("{name}.bias"), &[n], &bias);
-        let bu = self.const_i32(&alloc::format!("{name}.bias_u8"), &[n], &bias_u8);
-        let (mult, shift) = self.requant_vecs(name, xq.scale, w.scales, yq.scale)?;
-        self.raw_op(OpCode::FullyConnected, name, &[x, wid, b, bu, mult, shift], y, &[clamp.0, clamp.1], 0);
-        Ok(())
-    }
-
-    /// Add max pooling (same quantization in and out).
-    pub fn max_pool(&mut self, name: &str, x: u32, y: u32, win: Window, clamp: (i32, i32)) {
-        let mut p = [0i32; 12];
-        p[..10].copy_from_slice(&win.params());
-        p[10] = clamp.0;
-        p[11] = clamp.1;
-        self.raw_op(OpCode::MaxPool, name, &[x], y, &p, 0);
-    }
-
-    /// Add average pooling (global pooling: a window of the whole input).
-    pub fn avg_pool(
-        &mut self,
-        name: &str,
-        x: u32,
-        y: u32,
-        win: Window,
-        count_include_pad: bool,
-        clamp: (i32, i32),
-    ) -> Result<(), BuildError> {
-        let (xq, yq) = (self.qparams(x), self.qparams(y));
-        let (m, s) = quantize_multiplier(xq.scale as f64 / yq.scale as f64)
-            .ok_or_else(|| BuildError(alloc::format!("{name}: scale ratio cannot be encoded")))?;
-        let p = [
-            win.kernel[0] as i32,
-            win.kernel[1] as i32,
-            win.stride[0] as i32,
-            win.stride[1] as i32,
-            win.pads[0] as i32,
-            win.pads[1] as i32,
-            win.pads[2] as i32,
-            win.pads[3] as i32,
-            count_include_pad as i32,
-            m,
-            s,
-            clamp.0,
-            clamp.1,
-        ];
-        self.raw_op(OpCode::AvgPool, name, &[x], y, &p, 0);
-        Ok(())
-    }
-
-    /// Add an elementwise add `y = clamp(a + b)` with broadcasting.
-    pub fn add(&mut self, name: &str, a: u32, b: u32, y: u32, clamp: (i32, i32)) -> Result<(), BuildError> {
-        let (qa, qb, qy) = (self.qparams(a), self.qparams(b), self.qparams(y));
-        let ra = qa.scale as f64 / qy.scale as f64;
-        let rb = qb.scale as f64 / qy.scale as f64;
-        let big = ra.max(rb);
-        let (_, s) =
-            quantize_multiplier(big).ok_or_else(|| BuildError(alloc::format!("{name}: add scale ratio {big} cannot be encoded")))?;
-        let enc = |r: f64| temper_kernels::requant::round_half_away(r * (1u64 << s) as f64) as i64;
-        let (ma, mb) = (enc(ra), enc(rb));
-        if ma > i32::MAX as i64 || mb > i32::MAX as i64 {
-            return err(alloc::format!("{name}: add multipliers overflow"));
-        }
-        self.raw_op(OpCode::Add, name, &[a, b], y, &[ma as i32, mb as i32, s, clamp.0, clamp.1], 0);
-        Ok(())
-    }
-
-    /// Add an elementwise multiply with broadcasting.
-    pub fn mul(&mut self, name: &str, a: u32, b: u32, y: u32, clamp: (i32, i32)) -> Result<(), BuildError> {
-        let (qa, qb, qy) = (self.qparams(a), self.qparams(b), self.qparams(y));
-        let r = qa.scale as f64 * qb.scale as f64 / qy.scale as f64;
-        let (m, s) = quantize_multiplier(r).ok_or_else(|| BuildError(alloc::format!("{name}: mul scale {r} cannot be encoded")))?;
-        self.raw_op(OpCode::Mul, name, &[a, b], y, &[m, s, clamp.0, clamp.1], 0);
-        Ok(())
-    }
-
-    /// Add a 256-entry lookup table op (index = q + 128).
-    pub fn lut(&mut self, name: &str, x: u32, y: u32, table: &[i8; 256]) {
-        let t = self.const_i8(&alloc::format!("{name}.table"), &[256], Layout::Plain, table, &[1.0], 0);
-        self.raw_op(OpCode::Lut, name, &[x, t], y, &[], 0);
-    }
-
-    /// Add a reshape (element order unchanged).
-    pub fn reshape(&mut self, name: &str, x: u32, y: u32) {
-        self.raw_op(OpCode::Reshape, name, &[x], y, &[], 0);
-    }
-
-    /// Add a 4-D transpose: `y.dims[d] = x.dims[perm[d]]`.
-    pub fn transpose(&mut self, name: &str, x: u32, y: u32, perm: [usize; 4]) {
-        self.raw_op(OpCode::Transpose, name, &[x], y, &perm.map(|v| v as i32), 0);
-    }
-
-    /// Add concatenation along NHWC `axis`, rescaling inputs whose quantization differs.
-    pub fn concat(&mut self, name: &str, xs: &[u32], y: u32, axis: usize) -> Result<(), BuildError> {
-        let qy = self.qparams(y);
-        let mut table = Vec::new();
-        for &x in xs {
-            let q = self.qparams(x);
-            if q == qy {
-                table.extend([0, 0]);
-            } else {
-                let (m, s) = quantize_multiplier(q.scale as f64 / qy.scale as f64)
-                    .ok_or_else(|| BuildError(alloc::format!("{name}: rescale cannot be encoded")))?;
-                table.extend([m, s]);
-            }
-        }
-        let t = self.const_i32(&alloc::format!("{name}.rescale"), &[xs.len(), 2], &table);
-        let mut ins = xs.to_vec();
-        ins.push(t);
-        self.raw_op(OpCode::Concat, name, &ins, y, &[axis as i32], 0);
-        Ok(())
-    }
-
-    /// Add constant padding (with the input's zero point): `begin`/`end` per NHWC axis.
-    pub fn pad(&mut self, name: &str, x: u32, y: u32, begin: [usize; 4], end: [usize; 4]) {
-        let mut p = [0i32; 8];
-        for d in 0..4 {
-            p[d] = begin[d] as i32;
-            p[4 + d] = end[d] as i32;
-        }
-        self.raw_op(OpCode::Pad, name, &[x], y, &p, 0);
-    }
-
-    /// Add a resize: mode 0 nearest, 1 bilinear half-pixel, 2 bilinear align-corners.
-    pub fn resize(&mut self, name: &str, x: u32, y: u32, mode: i32) {
-        self.raw_op(OpCode::Resize, name, &[x], y, &[mode], 0);
-    }
-
-    /// Add a transposed convolution; weights `[O][KH][KW][C/groups]`, raw bias.
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv_transpose2d(
-        &mut self,
-        name: &str,
-        x: u32,
-        y: u32,
-        win: Window,
-        groups: usize,
-        w: QWeights<'_>,
-        clamp: (i32, i32),
-    ) -> Result<(), BuildError> {
-        let c = self.dims(x)[3];
-        let o = self.dims(y)[3];
-        let (kh, kw) = (win.kernel[0], win.kernel[1]);
-        if groups == 0
-            || !c.is_multiple_of(groups)
-            || w.data.len() != o * kh * kw * (c / groups)
-            || w.scales.len() != o
-            || w.bias.len() != o
-        {
-            return err(alloc::format!("{name}: transposed-conv weights do not match"));
-        }
-        let (xq, yq) = (self.qparams(x), self.qparams(y));
-        let wid = self.const_i8(&alloc::format!("{name}.weights"), &[o, kh, kw, c / groups], Layout::Plain, w.data, w.scales, 0);
-        let b = self.const_i32(&alloc::format!("{name}.bias"), &[o], w.bias);
-        let (mult, shift) = self.requant_vecs(name, xq.scale, w.scales, yq.scale)?;
-        let mut p = [0i32; 13];
-        p[..10].copy_from_slice(&win.params());
-        p[10] = groups as i32;
-        p[11] = clamp.0;
-        p[12] = clamp.1;
-        self.raw_op(OpCode::ConvTranspose2d, name, &[x, wid, b, mult, shift], y, &p, 0);
-        Ok(())
-    }
-
-    /// Add a softmax over the last axis; `y` must have scale 1/256 and zero point −128.
-    pub fn softmax(&mut self, name: &str, x: u32, y: u32, table: &[u32; 256]) {
-        let t: Vec<i32> = table.iter().map(|&v| v as i32).collect();
-        let tid = self.const_i32(&alloc::format!("{name}.exp"), &[256], &t);
-        self.raw_op(OpCode::Softmax, name, &[x, tid], y, &[], 0);
     }
 
     /// Plan the arena: returns (arena size, tensor offsets, scratch offsets).
