@@ -293,6 +293,7 @@ fn npz_fixtures_from_python_zipfile() {
 
 /// Runs `python3` with `args`: `None` (after `temper_testkit::skip`) when there is no python3
 /// to start; a test failure showing stderr when it starts and fails; else its stdout.
+#[track_caller]
 fn python3(args: &[&std::ffi::OsStr]) -> Option<String> {
     let out = match std::process::Command::new("python3").args(args).output() {
         Ok(o) => o,
