@@ -100,7 +100,8 @@ fn int8_accuracy_does_not_collapse_against_fp32() {
     let Some(r) = run() else { return };
     let o = &r.outcome;
     eprintln!("validation 2000: FP32 {:.2}%  fake-quant {:.2}%  INT8 {:.2}%", o.fp32_accuracy, o.fake_quant_accuracy, o.int8_accuracy);
-    // Measured on these 2000 images: FP32 91.75 %, fake-quant 92.00 %, INT8 92.00 %.
+    // Measured on these 2000 images: FP32 91.75 %, fake-quant and INT8 92.00 % (91.65 % with
+    // the baseline training GEMM, TEMPER_NO_AVX2=1).
     assert!(o.fp32_accuracy >= 90.5, "FP32 {} (measured 91.75)", o.fp32_accuracy);
     assert!(o.int8_accuracy >= o.fp32_accuracy - 0.5, "INT8 {} vs FP32 {}", o.int8_accuracy, o.fp32_accuracy);
     assert!(o.epochs[0].val_acc >= o.fp32_accuracy - 0.5, "fake-quant {} vs FP32 {}", o.epochs[0].val_acc, o.fp32_accuracy);

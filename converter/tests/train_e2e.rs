@@ -78,8 +78,8 @@ fn training_the_untrained_student_learns_and_exports() {
     let (acc1, loss1) = (last.val_acc.unwrap(), last.val_loss.unwrap());
     eprintln!("val before: {acc0:.1}% loss {loss0:.3}; after {} steps: {acc1:.1}% loss {loss1:.3} ({secs:.1} s)", rep.steps);
     assert_eq!(rep.steps, 2 * 2000usize.div_ceil(32));
-    // Measured: 82.4 % on these 1000 validation images (7 % before); a point and a half of
-    // slack for floating-point differences between machines.
+    // Measured: 82.4 % on these 1000 validation images (82.3 % with TEMPER_NO_AVX2=1; 7 %
+    // before); a point and a half of slack for floating-point differences between machines.
     assert!(acc1 >= 81.0, "validation accuracy {acc1:.1}% after training (measured 82.4 %)");
     assert!(loss1 < 0.5 * loss0, "validation loss {loss0:.3} → {loss1:.3}");
     assert!(rep.epochs[1].loss < rep.epochs[0].loss);
