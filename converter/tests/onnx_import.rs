@@ -176,6 +176,50 @@ fn small_cnn(opset: i64) -> Vec<u8> {
     )
 }
 
+/// [`small_cnn`] computed directly in f64 from its definition (same weights): 3×3 convolution
+/// with zero padding 1 and bias, ReLU, 2×2 max-pool with stride 2, flatten, `0.5 · f · fwᵀ + fb`,
+/// softmax. Input `[n, 1, 4, 4]`, output `[n, 3]` row-major.
+fn small_cnn_reference(x: &[f32], n: usize) -> Vec<f64> {
+    let w: Vec<f64> = (0..18).map(|i| (i as f64 - 8.0) * 0.1).collect();
+    let b = [0.1, -0.1];
+    let fw: Vec<f64> = (0..3 * 8).map(|i| ((i * 7) % 5) as f64 * 0.2 - 0.4).collect();
+    let fb = [0.0, 1.0, -1.0];
+    let mut out = Vec::new();
+    for img in x.chunks(16).take(n) {
+        let px = |r: i64, c: i64| if (0..4).contains(&r) && (0..4).contains(&c) { f64::from(img[(r * 4 + c) as usize]) } else { 0.0 };
+        let mut conv = [[[0.0f64; 4]; 4]; 2];
+        for (o, plane) in conv.iter_mut().enumerate() {
+            for (r, row) in plane.iter_mut().enumerate() {
+                for (c, v) in row.iter_mut().enumerate() {
+                    let mut acc = b[o];
+                    for kr in 0..3 {
+                        for kc in 0..3 {
+                            acc += w[o * 9 + kr * 3 + kc] * px(r as i64 + kr as i64 - 1, c as i64 + kc as i64 - 1);
+                        }
+                    }
+                    *v = acc.max(0.0);
+                }
+            }
+        }
+        // flatten order: channel, row, column of the 2×2 pooled map
+        let mut f = Vec::with_capacity(8);
+        for plane in &conv {
+            for pr in 0..2 {
+                for pc in 0..2 {
+                    let m = [plane[2 * pr][2 * pc], plane[2 * pr][2 * pc + 1], plane[2 * pr + 1][2 * pc], plane[2 * pr + 1][2 * pc + 1]];
+                    f.push(m.into_iter().fold(f64::NEG_INFINITY, f64::max));
+                }
+            }
+        }
+        let logits: Vec<f64> = (0..3).map(|k| 0.5 * (0..8).map(|j| f[j] * fw[k * 8 + j]).sum::<f64>() + fb[k]).collect();
+        let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        out.extend(e.iter().map(|v| v / sum));
+    }
+    out
+}
+
 #[test]
 fn small_cnn_imports_folds_and_runs_batched() {
     let bytes = small_cnn(13);
@@ -189,8 +233,10 @@ fn small_cnn_imports_folds_and_runs_batched() {
     let x: Vec<f32> = (0..3 * 16).map(|i| (i % 11) as f32 * 0.1 - 0.4).collect();
     let y = run1(&g, vec![3, 1, 4, 4], x.clone());
     assert_eq!(y.shape, vec![3, 3]);
-    for row in y.data.chunks(3) {
-        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    // Every value against the model's math written out by hand in f64.
+    let want = small_cnn_reference(&x, 3);
+    for (i, (&got, &w)) in y.data.iter().zip(&want).enumerate() {
+        assert!((f64::from(got) - w).abs() < 1e-6, "image {} class {}: {got} vs reference {w:.7}", i / 3, i % 3);
     }
     let y0 = run1(&g, vec![1, 1, 4, 4], x[..16].to_vec());
     assert_eq!(&y.data[..3], &y0.data[..]);

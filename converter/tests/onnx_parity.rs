@@ -6,38 +6,19 @@
 //!
 //! The shared files live in `../shared/models` (relative to the workspace root; override with
 //! `TEMPER_MODELS_DIR`) and the dataset in `/usr/share/datasets/fashion-mnist` (override with
-//! `TEMPER_FMNIST_DIR`). When they are absent the tests say so and return.
+//! `TEMPER_FMNIST_DIR`). When they are absent the tests print `SKIPPED` and return, or fail
+//! when coverage is required (`CI` or `TEMPER_REQUIRE=data`, see `temper-testkit`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use temper_converter::fp32::{self, Tensor};
 use temper_converter::ir::Graph;
 use temper_converter::{onnx, passes};
+use temper_testkit::{fmnist_dir, models_dir};
 
 const MEAN: f32 = 0.2860;
 const STD: f32 = 0.3530;
-
-fn models_dir() -> Option<PathBuf> {
-    let mut cands = Vec::new();
-    if let Ok(d) = std::env::var("TEMPER_MODELS_DIR") {
-        cands.push(PathBuf::from(d));
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    cands.push(manifest.join("../../shared/models"));
-    cands.push(manifest.join("../shared/models"));
-    cands.into_iter().find(|p| p.join("teacher.onnx").is_file())
-}
-
-fn fmnist_dir() -> Option<PathBuf> {
-    let d = std::env::var("TEMPER_FMNIST_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/usr/share/datasets/fashion-mnist"));
-    d.join("t10k-images-idx3-ubyte.gz").is_file().then_some(d)
-}
-
-fn skip(what: &str) {
-    println!("skipped: {what}");
-    eprintln!("skipped: {what}");
-}
 
 /// Test images normalised as in reference.json, and labels.
 fn test_set(dir: &Path) -> (Vec<f32>, Vec<u8>) {
@@ -95,8 +76,8 @@ fn reference_acc(json: &str, key: &str) -> Option<f64> {
 
 #[test]
 fn teacher_matches_onnxruntime_logits() {
-    let Some(models) = models_dir() else { return skip("../shared/models not found") };
-    let Some(data) = fmnist_dir() else { return skip("Fashion-MNIST test set not found") };
+    let Some(models) = models_dir(&["teacher.onnx", "teacher_logits_test1000.npy"]) else { return };
+    let Some(data) = fmnist_dir() else { return };
     let g = load(&models, "teacher.onnx");
     println!("{g}");
     let reference = temper_data::read_npy(&models.join("teacher_logits_test1000.npy")).expect("read reference logits");
@@ -114,8 +95,10 @@ fn teacher_matches_onnxruntime_logits() {
 
 #[test]
 fn teacher_and_students_accuracy() {
-    let Some(models) = models_dir() else { return skip("../shared/models not found") };
-    let Some(data) = fmnist_dir() else { return skip("Fashion-MNIST test set not found") };
+    const MODELS: [&str; 6] =
+        ["reference.json", "teacher.onnx", "student_scratch.onnx", "student_kd.onnx", "student_kd_warm.onnx", "student_init.onnx"];
+    let Some(models) = models_dir(&MODELS) else { return };
+    let Some(data) = fmnist_dir() else { return };
     let json = std::fs::read_to_string(models.join("reference.json")).expect("reference.json");
     let (x, labels) = test_set(&data);
     for name in ["teacher", "student_scratch", "student_kd", "student_kd_warm", "student_init"] {
@@ -139,7 +122,7 @@ fn teacher_and_students_accuracy() {
 
 #[test]
 fn truncated_and_corrupted_real_model_never_panics() {
-    let Some(models) = models_dir() else { return skip("../shared/models not found") };
+    let Some(models) = models_dir(&["student_kd.onnx"]) else { return };
     let bytes = std::fs::read(models.join("student_kd.onnx")).unwrap();
     assert!(onnx::import_bytes(&bytes, None, None, "student_kd.onnx").is_ok());
     for len in 0..bytes.len() {

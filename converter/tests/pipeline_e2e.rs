@@ -5,30 +5,21 @@
 //! bad keys and values are named with file and line before any work starts.
 //!
 //! Uses `../shared/models/{student_init,teacher}.onnx` and the `dataset-fashion-mnist` package;
-//! when either is missing the tests say so and return.
+//! when either is missing the tests print `SKIPPED` and return, or fail when coverage is
+//! required (`CI` or `TEMPER_REQUIRE=data`, see `temper-testkit`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use temper_converter::pipeline::{run, PipelineConfig, StageKind};
+use temper_testkit::{fmnist_dir, models_dir};
 
-fn models_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("TEMPER_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"));
-    (d.join("student_init.onnx").exists() && d.join("teacher.onnx").exists()).then_some(d)
-}
-
+/// The shared models folder, when it holds the two models and Fashion-MNIST is installed;
+/// otherwise `temper-testkit` skips (or fails when coverage is required).
 fn have_data() -> Option<PathBuf> {
-    let Some(m) = models_dir() else {
-        eprintln!("skipped: ../shared/models/{{student_init,teacher}}.onnx not found (set TEMPER_MODELS_DIR)");
-        return None;
-    };
-    if !temper_data::dataset::fashion_mnist_dir().join("train-images-idx3-ubyte.gz").exists() {
-        eprintln!("skipped: fashion-mnist not installed (apt-get install dataset-fashion-mnist)");
-        return None;
-    }
-    Some(m)
+    let models = models_dir(&["student_init.onnx", "teacher.onnx"])?;
+    fmnist_dir()?;
+    Some(models)
 }
 
 fn tmpdir(name: &str) -> PathBuf {

@@ -1,12 +1,13 @@
 //! Quantization-aware training end to end on a Fashion-MNIST subset: a short QAT run of the
 //! distilled student emits a `.tmf` that, run through `temper-runtime`, agrees with the
-//! fake-quant model (top-1 within 0.1 points, ≥ 99 % of logits within one output quantization
-//! step) on held-out images, whose int8 weights × scales are the fake-quant weights bit for bit,
-//! and whose accuracy does not collapse against FP32; `temper qat` writes its file only on
+//! fake-quant model (top-1 within 0.1 points, every logit within one output quantization step)
+//! on held-out images, whose int8 weights × scales are the fake-quant weights bit for bit,
+//! and whose accuracy stays within half a point of FP32; `temper qat` writes its file only on
 //! success and never overwrites an earlier one on failure.
 //!
 //! Uses `../shared/models/student_kd.onnx` and the `dataset-fashion-mnist` package; when either
-//! is missing the tests say so and return.
+//! is missing the tests print `SKIPPED` and return, or fail when coverage is required (`CI` or
+//! `TEMPER_REQUIRE=data`, see `temper-testkit`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,21 +18,14 @@ use temper_converter::train::qat::{check_agreement, check_weights, qat, QatConfi
 use temper_data::{load_dataset, Dataset, Normalize};
 use temper_runtime::writer::AlignedBuf;
 use temper_runtime::Model;
+use temper_testkit::{fmnist_dir, models_dir};
 
+/// The shared distilled student, when it and Fashion-MNIST are present; otherwise
+/// `temper-testkit` skips (or fails when coverage is required).
 fn model_path() -> Option<PathBuf> {
-    let d = std::env::var_os("TEMPER_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"));
-    let p = d.join("student_kd.onnx");
-    if !p.exists() {
-        eprintln!("skipped: ../shared/models/student_kd.onnx not found (set TEMPER_MODELS_DIR)");
-        return None;
-    }
-    if !temper_data::dataset::fashion_mnist_dir().join("train-images-idx3-ubyte.gz").exists() {
-        eprintln!("skipped: fashion-mnist not installed (apt-get install dataset-fashion-mnist)");
-        return None;
-    }
-    Some(p)
+    let models = models_dir(&["student_kd.onnx"])?;
+    fmnist_dir()?;
+    Some(models.join("student_kd.onnx"))
 }
 
 fn norm() -> Normalize {
@@ -93,9 +87,12 @@ fn emitted_file_agrees_with_the_fake_quant_model_on_held_out_images() {
         a.fake_quant_top1, a.int8_top1, a.same_prediction, a.logits_within_one_step, a.max_steps
     );
     assert!((a.fake_quant_top1 - a.int8_top1).abs() <= 0.1, "{a:?}");
-    assert!(a.logits_within_one_step >= 99.0, "{a:?}");
-    assert!(a.same_prediction >= 99.0, "{a:?}");
-    assert!(a.output_scale > 0.0 && a.max_steps >= 0.0);
+    // Both sides compute on the same output grid: every logit within one output step
+    // (measured: max 1.00 step, 100 % of logits, 100 % same prediction on these 2000 images).
+    assert!(a.output_scale > 0.0, "{a:?}");
+    assert!(a.max_steps <= 1.0 + 1e-3, "a logit {:.2} output steps off: {a:?}", a.max_steps);
+    assert_eq!(a.logits_within_one_step, 100.0, "{a:?}");
+    assert!(a.same_prediction >= 99.9, "{a:?}");
 }
 
 #[test]
@@ -103,9 +100,11 @@ fn int8_accuracy_does_not_collapse_against_fp32() {
     let Some(r) = run() else { return };
     let o = &r.outcome;
     eprintln!("validation 2000: FP32 {:.2}%  fake-quant {:.2}%  INT8 {:.2}%", o.fp32_accuracy, o.fake_quant_accuracy, o.int8_accuracy);
-    assert!(o.fp32_accuracy > 85.0, "FP32 {}", o.fp32_accuracy);
-    assert!(o.int8_accuracy >= o.fp32_accuracy - 1.0, "INT8 {} vs FP32 {}", o.int8_accuracy, o.fp32_accuracy);
-    assert!(o.epochs[0].val_acc >= o.fp32_accuracy - 1.0);
+    // Measured on these 2000 images: FP32 91.75 %, fake-quant and INT8 92.00 % (91.65 % with
+    // the baseline training GEMM, TEMPER_NO_AVX2=1).
+    assert!(o.fp32_accuracy >= 90.5, "FP32 {} (measured 91.75)", o.fp32_accuracy);
+    assert!(o.int8_accuracy >= o.fp32_accuracy - 0.5, "INT8 {} vs FP32 {}", o.int8_accuracy, o.fp32_accuracy);
+    assert!(o.epochs[0].val_acc >= o.fp32_accuracy - 0.5, "fake-quant {} vs FP32 {}", o.epochs[0].val_acc, o.fp32_accuracy);
 }
 
 #[test]

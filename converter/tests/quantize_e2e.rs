@@ -3,23 +3,14 @@
 //! model and leaves an earlier one untouched; bad inputs fail with a clear error and write nothing.
 //!
 //! Uses `../shared/models/student_kd.onnx` and the `dataset-fashion-mnist` package; when either is
-//! missing the test says so and returns.
+//! missing the tests print `SKIPPED` and return, or fail when coverage is required (`CI` or
+//! `TEMPER_REQUIRE=data`, see `temper-testkit`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use temper_runtime::writer::AlignedBuf;
 use temper_runtime::Model;
-
-fn models_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("TEMPER_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"));
-    d.join("student_kd.onnx").exists().then_some(d)
-}
-
-fn have_fmnist() -> bool {
-    temper_data::dataset::fashion_mnist_dir().join("t10k-images-idx3-ubyte.gz").exists()
-}
+use temper_testkit::{fmnist_dir, models_dir};
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("temper-e2e-{name}-{}", std::process::id()));
@@ -39,15 +30,11 @@ fn json_number(json: &str, key: &str) -> f64 {
     rest.trim_start().split([',', '\n']).next().unwrap().trim().parse().unwrap()
 }
 
+/// The shared student and a fresh folder, when the model and Fashion-MNIST are present;
+/// otherwise `temper-testkit` skips (or fails when coverage is required).
 fn setup(name: &str) -> Option<(PathBuf, PathBuf)> {
-    let Some(models) = models_dir() else {
-        eprintln!("skipped: ../shared/models not found (set TEMPER_MODELS_DIR)");
-        return None;
-    };
-    if !have_fmnist() {
-        eprintln!("skipped: fashion-mnist not installed (apt-get install dataset-fashion-mnist)");
-        return None;
-    }
+    let models = models_dir(&["student_kd.onnx"])?;
+    fmnist_dir()?;
     Some((models.join("student_kd.onnx"), tmpdir(name)))
 }
 
@@ -140,7 +127,8 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     let (code, _, err) = temper(&["quantize", junk.to_str().unwrap(), "-o", o, "--bogus", "1"]);
     assert_eq!(code, 2);
     assert!(err.contains("--bogus"), "{err}");
-    if let Some(models) = models_dir() {
+    // The model-dependent half (models_dir skips it, or fails when coverage is required).
+    if let Some(models) = models_dir(&["student_kd.onnx"]) {
         let m = models.join("student_kd.onnx");
         let (code, _, err) = temper(&["quantize", m.to_str().unwrap(), "-o", o, "--observer", "nope"]);
         assert_eq!(code, 2);
@@ -149,8 +137,6 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         let (code, _, err) = temper(&["quantize", m.to_str().unwrap(), "-o", o, "--calib", "idx:/nonexistent/i.gz,/nonexistent/l.gz"]);
         assert_ne!(code, 0);
         assert!(err.contains("/nonexistent/i.gz"), "{err}");
-    } else {
-        eprintln!("skipped the model-dependent half: ../shared/models not found");
     }
     assert!(!out.exists(), "nothing may be written on error");
     assert!(Path::new(&dir).read_dir().unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));

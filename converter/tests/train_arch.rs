@@ -1,7 +1,8 @@
 //! Built-in architectures (`small-cnn`, `mobilenet-v2:W`, `mobilenet-v3-small:W`) end to end on a
 //! small synthetic image task: they build, run forward with the expected shapes, a few training
 //! steps lower the loss, the trained model exports to ONNX that re-imports to identical logits,
-//! and it quantizes to a `.tmf` that the runtime loads and runs in agreement with FP32.
+//! and it quantizes to a `.tmf` that the runtime loads and runs in agreement with FP32; FP32
+//! and INT8 accuracy and their top-1 agreement stay within a point or two of measured figures.
 //!
 //! Needs no data files (the images are generated).
 
@@ -48,9 +49,23 @@ fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0
 }
 
-fn check_arch(name: &str, side: usize) {
+/// Figures a run must reach on the 100 validation images, each a point or two below the ones
+/// measured (with the AVX2+FMA training GEMM and with `TEMPER_NO_AVX2=1`, which train to
+/// slightly different weights).
+struct Expect {
+    /// Lowest FP32 top-1 accepted, percent (chance is 25 %).
+    fp32: f64,
+    /// Lowest share of images on which INT8 and FP32 predict the same class, percent.
+    agree: f64,
+}
+
+/// INT8 top-1 may be at most this many points below the FP32 model it was made from
+/// (measured: 0 to 2 points below, or above).
+const INT8_DROP: f64 = 3.0;
+
+fn check_arch(name: &str, side: usize, expect: Expect) {
     let train_ds = synthetic(64, side, 1);
-    let val = synthetic(48, side, 2);
+    let val = synthetic(100, side, 2);
     let g = arch::build(name, 1, side, side, CLASSES, 7).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut net = Net::new(g, 2).unwrap();
 
@@ -119,27 +134,48 @@ fn check_arch(name: &str, side: usize) {
         val.len(),
         q.bytes.len()
     );
-    assert!(agree * 10 >= val.len() * 7, "{name}: INT8 and FP32 agree on only {agree}/{} images", val.len());
+    assert!(
+        q.report.fp32_accuracy >= expect.fp32,
+        "{name}: FP32 training reached only {:.1}% (expected ≥ {:.1}%)",
+        q.report.fp32_accuracy,
+        expect.fp32
+    );
+    let agree_pct = 100.0 * agree as f64 / val.len() as f64;
+    assert!(
+        agree_pct >= expect.agree,
+        "{name}: INT8 and FP32 agree on only {agree}/{} images (expected ≥ {:.0}%)",
+        val.len(),
+        expect.agree
+    );
     let scale = folded[0].data.iter().map(|v| v.abs()).sum::<f32>() / folded[0].data.len() as f32;
     let err = logits.iter().flatten().zip(&folded[0].data).map(|(a, b)| (a - b).abs()).sum::<f32>() / folded[0].data.len() as f32;
     eprintln!("{name}: mean |INT8 − FP32| logit error {err:.4} (mean |logit| {scale:.4})");
     assert!(err < 0.25 * scale, "{name}: INT8 logits off by {err} on average (mean |logit| {scale})");
-    assert!(acc.top1 >= 50.0 || q.report.fp32_accuracy < 60.0, "{name}: INT8 accuracy {}", acc.top1);
+    assert!(
+        acc.top1 >= q.report.fp32_accuracy - INT8_DROP,
+        "{name}: INT8 accuracy {:.1}% vs FP32 {:.1}% (at most {INT8_DROP} points lower)",
+        acc.top1,
+        q.report.fp32_accuracy
+    );
 }
 
 #[test]
 fn small_cnn_trains_exports_and_quantizes() {
-    check_arch("small-cnn", 16);
+    // measured: FP32 100 %, agreement 100 % (both GEMM paths)
+    check_arch("small-cnn", 16, Expect { fp32: 98.0, agree: 98.0 });
 }
 
 #[test]
 fn mobilenet_v2_trains_exports_and_quantizes() {
-    check_arch("mobilenet-v2:0.35", 16);
+    // measured: FP32 60 % / 69 %, agreement 90 % / 85 % (AVX2+FMA / baseline GEMM); 16 steps
+    // leave this network barely trained, so its figures move with the GEMM's rounding.
+    check_arch("mobilenet-v2:0.35", 16, Expect { fp32: 58.0, agree: 83.0 });
 }
 
 #[test]
 fn mobilenet_v3_small_trains_exports_and_quantizes() {
-    check_arch("mobilenet-v3-small:0.5", 16);
+    // measured: FP32 79 %, agreement 97 % / 99 % (AVX2+FMA / baseline GEMM)
+    check_arch("mobilenet-v3-small:0.5", 16, Expect { fp32: 77.0, agree: 95.0 });
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! the trained model exports to ONNX that re-imports to identical logits and quantizes in-process.
 //!
 //! Uses `../shared/models/{student_init,teacher}.onnx` and the `dataset-fashion-mnist` package;
-//! when either is missing the tests say so and return.
+//! when either is missing the tests print `SKIPPED` and return, or fail when coverage is
+//! required (`CI` or `TEMPER_REQUIRE=data`, see `temper-testkit`).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -17,17 +18,7 @@ use temper_converter::train::loss::softmax_t;
 use temper_converter::train::*;
 use temper_converter::{onnx, passes};
 use temper_data::{load_dataset, Dataset, Normalize};
-
-fn models_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("TEMPER_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"));
-    (d.join("student_init.onnx").exists() && d.join("teacher.onnx").exists()).then_some(d)
-}
-
-fn have_fmnist() -> bool {
-    temper_data::dataset::fashion_mnist_dir().join("train-images-idx3-ubyte.gz").exists()
-}
+use temper_testkit::{fmnist_dir, models_dir};
 
 struct Data {
     train: Dataset,
@@ -35,14 +26,8 @@ struct Data {
 }
 
 fn data() -> Option<(&'static Data, PathBuf)> {
-    let Some(models) = models_dir() else {
-        eprintln!("skipped: ../shared/models/{{student_init,teacher}}.onnx not found (set TEMPER_MODELS_DIR)");
-        return None;
-    };
-    if !have_fmnist() {
-        eprintln!("skipped: fashion-mnist not installed (apt-get install dataset-fashion-mnist)");
-        return None;
-    }
+    let models = models_dir(&["student_init.onnx", "teacher.onnx"])?;
+    fmnist_dir()?;
     static DATA: OnceLock<Data> = OnceLock::new();
     let d = DATA.get_or_init(|| Data {
         train: load_dataset("fashion-mnist:train:2000").expect("train subset"),
@@ -93,7 +78,9 @@ fn training_the_untrained_student_learns_and_exports() {
     let (acc1, loss1) = (last.val_acc.unwrap(), last.val_loss.unwrap());
     eprintln!("val before: {acc0:.1}% loss {loss0:.3}; after {} steps: {acc1:.1}% loss {loss1:.3} ({secs:.1} s)", rep.steps);
     assert_eq!(rep.steps, 2 * 2000usize.div_ceil(32));
-    assert!(acc1 > 70.0, "validation accuracy {acc1:.1}% after training");
+    // Measured: 82.4 % on these 1000 validation images (82.3 % with TEMPER_NO_AVX2=1; 7 %
+    // before); a point and a half of slack for floating-point differences between machines.
+    assert!(acc1 >= 81.0, "validation accuracy {acc1:.1}% after training (measured 82.4 %)");
     assert!(loss1 < 0.5 * loss0, "validation loss {loss0:.3} → {loss1:.3}");
     assert!(rep.epochs[1].loss < rep.epochs[0].loss);
 
@@ -122,7 +109,8 @@ fn training_the_untrained_student_learns_and_exports() {
         calib_size: 200,
         bias_correction: true,
         norm: norm(),
-        max_drop: Some(3.0),
+        // measured drop 0.4 points (FP32 82.4 %, INT8 82.0 % on 500 images)
+        max_drop: Some(1.5),
         min_accuracy: None,
         threads: 2,
         layer_samples: 8,

@@ -208,7 +208,7 @@ fn io_error_names_the_path() {
 
 #[test]
 fn real_fashion_mnist_test_set() {
-    let Some(dir) = common::fmnist_dir() else {
+    let Some(dir) = temper_testkit::fmnist_dir() else {
         return;
     };
     let images = read_idx(&dir.join("t10k-images-idx3-ubyte.gz")).unwrap();

@@ -291,18 +291,26 @@ fn npz_fixtures_from_python_zipfile() {
     }
 }
 
+/// Runs `python3` with `args`: `None` (after `temper_testkit::skip`) when there is no python3
+/// to start; a test failure showing stderr when it starts and fails; else its stdout.
+#[track_caller]
+fn python3(args: &[&std::ffi::OsStr]) -> Option<String> {
+    let out = match std::process::Command::new("python3").args(args).output() {
+        Ok(o) => o,
+        Err(e) => {
+            temper_testkit::skip(temper_testkit::Need::Python, &format!("python3 cannot be started: {e}"));
+            return None;
+        }
+    };
+    assert!(out.status.success(), "python3 {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[test]
 fn npz_freshly_generated_by_python3() {
     let dir = common::TempDir::new("npz-py");
     let script = common::fixtures().join("make_npz.py");
-    let status = std::process::Command::new("python3").arg(&script).arg(dir.path()).status();
-    match status {
-        Ok(s) if s.success() => {}
-        _ => {
-            println!("skipped: python3 not available");
-            return;
-        }
-    }
+    let Some(_) = python3(&[script.as_os_str(), dir.path().as_os_str()]) else { return };
     for name in ["small_deflate.npz", "small_stored.npz"] {
         check_fixture_contents(&read_npz(&dir.join(name)).unwrap());
     }
@@ -318,15 +326,12 @@ fn npz_write_round_trip() {
     let m = read_npz(&p).unwrap();
     assert_eq!(m, vec![("images".to_string(), x.clone()), ("labels".to_string(), y)]);
     assert!(write_npz(&dir.join("dup.npz"), &[("a", &x), ("a", &x)]).is_err());
-    // Python's zipfile agrees with our writer, if available.
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(','.join(z.namelist()))"])
-        .arg(&p)
-        .output();
-    if let Ok(o) = out {
-        if o.status.success() {
-            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "images.npy,labels.npy");
-        }
+    // Python's zipfile agrees with our writer: it opens the archive, every member's CRC checks
+    // (testzip), and the names are ours. A failing check is a non-zero exit, which fails here.
+    let check =
+        "import sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); bad=z.testzip(); assert bad is None, bad; print(','.join(z.namelist()))";
+    if let Some(names) = python3(&["-c".as_ref(), check.as_ref(), p.as_os_str()]) {
+        assert_eq!(names.trim(), "images.npy,labels.npy");
     }
     no_temp_files_left(dir.path());
 }

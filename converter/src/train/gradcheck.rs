@@ -2,11 +2,19 @@
 //!
 //! Each check builds a one-node graph, takes the loss `L = Σ r·y` (random `r`, accumulated in
 //! f64), and compares the analytic gradient of every input element and every trainable
-//! parameter element with `(L(x+h) − L(x−h)) / 2h`. Where the central difference straddles a
-//! kink (ReLU, max-pool ties, clip bounds) the analytic value must match one of the one-sided
-//! differences instead.
-
-use super::net::{Mode, Net};
+//! parameter element with `(L(x+h) − L(x−h)) / 2h`.
+//!
+//! **Kinks.** The central difference is the rule everywhere except where the perturbation
+//! crosses a kink, which is detected explicitly, not inferred from the numbers: every forward
+//! pass records a regime signature ([`regimes`]) — for each element of every piecewise op
+//! (fused or standalone ReLU and Clip, LeakyRelu, HardSigmoid, HardSwish) which linear piece it
+//! is on, and for every max-pool output which input element is the maximum. When `x ± h` is in
+//! the same regime as `x` the function is smooth on `[x−h, x+h]` and the central difference must
+//! match. When one side changes regime, the analytic value must match the one-sided difference
+//! of the side that stays in `x`'s regime (that is the derivative the backward pass computes at
+//! `x`). Only when both sides change regime (two kinks within `h`) either one-sided difference
+//! is accepted. The share of elements checked one-sided is bounded by each check.
+use super::net::{Mode, Net, Tape};
 use crate::fp32::shape::infer_output_shape;
 use crate::fp32::Tensor;
 use crate::ir::{Activation, ConstData, Graph, Node, Op, Window};
@@ -69,28 +77,118 @@ fn build(op: Op, specs: &[Spec], declared_out: Option<Vec<usize>>) -> (Graph, Ve
     (g, inputs)
 }
 
-fn loss(net: &Net, inputs: &[Tensor], r: &[f32], mode: Mode) -> f64 {
+/// Which piece of `[.., lo] (lo, hi) [hi, ..]` `v` lies on.
+fn piece(v: f32, lo: f32, hi: f32) -> u32 {
+    if v <= lo {
+        0
+    } else if v >= hi {
+        2
+    } else {
+        1
+    }
+}
+
+/// The regime signature of a forward pass (see the module docs): for every element of every
+/// piecewise-linear op, the piece it is on; for every max-pool output, the index (within its
+/// plane) of the input element that is the maximum. Equal signatures at `x` and `x ± h` mean
+/// no kink lies between them.
+fn regimes(g: &Graph, tape: &Tape) -> Vec<u32> {
+    let mut sig = Vec::new();
+    for n in &g.nodes {
+        let out = || &tape.value(n.outputs[0]).expect("node output on the tape").data;
+        let act = match &n.op {
+            Op::Conv { act, .. } | Op::ConvTranspose { act, .. } | Op::Dense { act } | Op::Add { act } | Op::Mul { act } | Op::Act(act) => {
+                *act
+            }
+            // alpha > 0: the output has the input's sign; kink at 0.
+            Op::LeakyRelu { .. } => {
+                sig.extend(out().iter().map(|&v| u32::from(v > 0.0)));
+                continue;
+            }
+            // clamp(αx + β, 0, 1): kinks where the output reaches 0 and 1.
+            Op::HardSigmoid { .. } => {
+                sig.extend(out().iter().map(|&v| piece(v, 0.0, 1.0)));
+                continue;
+            }
+            // x · clamp(x + 3, 0, 6) / 6: kinks at x = ±3 (read from the input).
+            Op::HardSwish => {
+                let x = &tape.value(n.inputs[0]).expect("input on the tape").data;
+                sig.extend(x.iter().map(|&v| piece(v, -3.0, 3.0)));
+                continue;
+            }
+            // The maximum of each window: the input element (in the same N·C plane) whose value
+            // the output is. Found by value, independently of the pooling code.
+            Op::MaxPool { .. } => {
+                let x = tape.value(n.inputs[0]).expect("input on the tape");
+                let y = tape.value(n.outputs[0]).expect("output on the tape");
+                let (xp, yp) = (x.shape[2] * x.shape[3], y.shape[2] * y.shape[3]);
+                for (plane, ys) in y.data.chunks(yp).enumerate() {
+                    let xs = &x.data[plane * xp..(plane + 1) * xp];
+                    sig.extend(ys.iter().map(|&v| xs.iter().position(|&u| u == v).map_or(u32::MAX, |i| i as u32)));
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        match act {
+            Activation::None => {}
+            Activation::Relu => sig.extend(out().iter().map(|&v| u32::from(v > 0.0))),
+            Activation::Clip { min, max } => sig.extend(out().iter().map(|&v| piece(v, min, max))),
+        }
+    }
+    sig
+}
+
+/// The loss `Σ r·y` (in f64) and the regime signature of the forward pass.
+fn loss(net: &Net, inputs: &[Tensor], r: &[f32], mode: Mode) -> (f64, Vec<u32>) {
     let tape = net.forward(inputs, mode).unwrap();
     let y = net.outputs(&tape)[0];
-    y.data.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum()
+    (y.data.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum(), regimes(net.graph(), &tape))
 }
 
 fn close(a: f64, n: f64) -> bool {
     (a - n).abs() <= 2e-2 * a.abs().max(n.abs()) + 2e-3
 }
 
-/// Compare one analytic derivative with finite differences of `f` around the current value.
-fn agree(analytic: f64, f: &mut dyn FnMut(f32) -> f64, x0: f32, h: f32) -> Result<(), String> {
-    let (fp, fm, f0) = (f(x0 + h), f(x0 - h), f(x0));
+/// How a derivative was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checked {
+    /// Against the central difference (no kink within `h`).
+    Central,
+    /// Against the one-sided difference of the side without a kink.
+    OneSided,
+}
+
+/// Compare one analytic derivative with finite differences of `f` (loss and regime signature)
+/// around `x0`: central where no kink lies within `h`, else one-sided (see the module docs).
+fn agree(analytic: f64, f: &mut dyn FnMut(f32) -> (f64, Vec<u32>), x0: f32, h: f32) -> Result<Checked, String> {
+    let ((fp, sp), (fm, sm), (f0, s0)) = (f(x0 + h), f(x0 - h), f(x0));
     let central = (fp - fm) / (2.0 * h as f64);
-    if close(analytic, central) {
-        return Ok(());
-    }
     let (right, left) = ((fp - f0) / h as f64, (f0 - fm) / h as f64);
-    if close(analytic, right) || close(analytic, left) {
-        return Ok(());
+    let (smooth_right, smooth_left) = (sp == s0, sm == s0);
+    let (ok, what) = match (smooth_left, smooth_right) {
+        (true, true) => (close(analytic, central), "central (no kink within h)"),
+        (false, true) => (close(analytic, right), "right (kink within h on the left)"),
+        (true, false) => (close(analytic, left), "left (kink within h on the right)"),
+        (false, false) => (close(analytic, right) || close(analytic, left), "left or right (kinks within h on both sides)"),
+    };
+    if ok {
+        Ok(if smooth_left && smooth_right { Checked::Central } else { Checked::OneSided })
+    } else {
+        Err(format!("analytic {analytic:.6} vs {what}: central {central:.6}, left {left:.6}, right {right:.6}"))
     }
-    Err(format!("analytic {analytic:.6} vs central {central:.6} (left {left:.6}, right {right:.6})"))
+}
+
+/// Fails unless every derivative agreed and at most a quarter were checked one-sided (a kink
+/// within `h` is rare for the spread-out test values; a regime signature that changed for
+/// every probe would otherwise excuse everything from the central check).
+fn assert_checked(what: &str, results: &[Checked], failures: &[String]) {
+    let one_sided = results.iter().filter(|&&c| c == Checked::OneSided).count();
+    let n = results.len() + failures.len();
+    assert!(n > 0, "{what}: nothing checked");
+    eprintln!("{what}: {n} derivatives, {one_sided} checked one-sided (kink within h)");
+    assert!(failures.is_empty(), "{what}: {} of {n} derivatives disagree:\n{}", failures.len(), failures.join("\n"));
+    assert!(one_sided * 4 <= n, "{what}: {one_sided} of {n} derivatives had a kink within h (checked one-sided)");
 }
 
 fn check_mode(what: &str, op: Op, specs: Vec<Spec>, declared_out: Option<Vec<usize>>, mode: Mode) {
@@ -106,7 +204,7 @@ fn check_mode(what: &str, op: Op, specs: Vec<Spec>, declared_out: Option<Vec<usi
         net.zero_grad();
         let grads = net.backward(&tape, vec![(out_id, r.clone())], &in_ids).unwrap();
         let h = 1e-3f32;
-        let mut checked = 0;
+        let mut checked = Vec::new();
         let mut failures = Vec::new();
         for (k, gk) in grads.iter().enumerate() {
             let gk = gk.as_ref().unwrap_or_else(|| panic!("{what}: no gradient for input {k}"));
@@ -118,10 +216,10 @@ fn check_mode(what: &str, op: Op, specs: Vec<Spec>, declared_out: Option<Vec<usi
                     ins[k].data[j] = v;
                     loss(&net, &ins, &r, mode)
                 };
-                if let Err(e) = agree(gk[j] as f64, &mut f, inputs[k].data[j], h) {
-                    failures.push(format!("input {k}[{j}]: {e}"));
+                match agree(gk[j] as f64, &mut f, inputs[k].data[j], h) {
+                    Ok(c) => checked.push(c),
+                    Err(e) => failures.push(format!("input {k}[{j}]: {e}")),
                 }
-                checked += 1;
             }
         }
         for p in 0..net.params.len() {
@@ -137,19 +235,13 @@ fn check_mode(what: &str, op: Op, specs: Vec<Spec>, declared_out: Option<Vec<usi
                     probe.params[p].value[j] = v;
                     loss(&probe, &inputs, &r, mode)
                 };
-                if let Err(e) = agree(grad[j] as f64, &mut f, x0, h) {
-                    failures.push(format!("param {}[{j}]: {e}", net.params[p].name));
+                match agree(grad[j] as f64, &mut f, x0, h) {
+                    Ok(c) => checked.push(c),
+                    Err(e) => failures.push(format!("param {}[{j}]: {e}", net.params[p].name)),
                 }
-                checked += 1;
             }
         }
-        assert!(checked > 0, "{what}: nothing checked");
-        assert!(
-            failures.is_empty(),
-            "{what} (threads {threads}): {} of {checked} derivatives disagree:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        assert_checked(&format!("{what} (threads {threads})"), &checked, &failures);
     }
 }
 
@@ -384,15 +476,16 @@ fn whole_network_gradients() {
         let r: Vec<f32> = (0..9).map(|_| rng.next()).collect();
         net.zero_grad();
         let gx = net.backward(&tape, vec![(out_id, r.clone())], &[in_id]).unwrap().remove(0).unwrap();
-        let mut failures = Vec::new();
+        let (mut checked, mut failures) = (Vec::new(), Vec::new());
         for j in (0..gx.len()).step_by(17) {
             let mut f = |v: f32| {
                 let mut xi = x.clone();
                 xi.data[j] = v;
                 loss(&net, &[xi], &r, Mode::Train)
             };
-            if let Err(e) = agree(gx[j] as f64, &mut f, x.data[j], 1e-3) {
-                failures.push(format!("x[{j}]: {e}"));
+            match agree(gx[j] as f64, &mut f, x.data[j], 1e-3) {
+                Ok(c) => checked.push(c),
+                Err(e) => failures.push(format!("x[{j}]: {e}")),
             }
         }
         for p in 0..net.params.len() {
@@ -407,12 +500,13 @@ fn whole_network_gradients() {
                     probe.params[p].value[j] = v;
                     loss(&probe, std::slice::from_ref(&x), &r, Mode::Train)
                 };
-                if let Err(e) = agree(grad[j] as f64, &mut f, x0, 1e-3) {
-                    failures.push(format!("{}[{j}]: {e}", net.params[p].name));
+                match agree(grad[j] as f64, &mut f, x0, 1e-3) {
+                    Ok(c) => checked.push(c),
+                    Err(e) => failures.push(format!("{}[{j}]: {e}", net.params[p].name)),
                 }
             }
         }
-        assert!(failures.is_empty(), "threads {threads}:\n{}", failures.join("\n"));
+        assert_checked(&format!("whole network (threads {threads})"), &checked, &failures);
         grads_by_threads.push(net.params.iter().map(|p| p.grad.clone()).collect::<Vec<_>>());
     }
     for (a, b) in grads_by_threads[0].iter().flatten().zip(grads_by_threads[1].iter().flatten()) {

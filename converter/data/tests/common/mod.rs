@@ -42,16 +42,3 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
-
-/// Directory of the real Fashion-MNIST files, or `None` (after printing the
-/// skip message) if it is not installed.
-pub fn fmnist_dir() -> Option<PathBuf> {
-    let dir =
-        std::env::var_os("TEMPER_FMNIST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"));
-    if dir.join("t10k-images-idx3-ubyte.gz").is_file() {
-        Some(dir)
-    } else {
-        println!("skipped: fashion-mnist not installed (apt-get install dataset-fashion-mnist)");
-        None
-    }
-}
