@@ -219,15 +219,7 @@ pub fn infer_output_shape(op: &Op, inputs: &[&[usize]], declared: Option<(&[usiz
                 }
             })
         }
-        Op::Resize { .. } => {
-            need(inputs, 1, 1)?;
-            let (_, dout) = declared.ok_or("Resize needs the declared output shape")?;
-            let x = inputs[0];
-            if x.len() != 4 || dout.len() != 4 {
-                return Err(format!("Resize expects NCHW, got {x:?} → {dout:?}"));
-            }
-            Ok(vec![x[0], x[1], dout[2], dout[3]])
-        }
+        Op::Ext(e) => e.def().output_shape(inputs, declared),
         Op::Slice { starts, steps } => {
             need(inputs, 1, 1)?;
             let (din, dout) = declared.ok_or("Slice needs the declared output shape")?;

@@ -9,7 +9,7 @@ use super::tensor::{self, checked_numel, dtype_name, is_float_type};
 use super::{AttributeFault, OnnxError, MAX_TENSOR_ELEMENTS};
 use crate::fp32::shape::{broadcast_shapes, infer_output_shape};
 use crate::fp32::{self, Tensor};
-use crate::ir::{Activation, ConstData, Graph, Node, Op, ResizeMode, TensorId, Window};
+use crate::ir::{Activation, ConstData, Graph, Node, Op, TensorId, Window};
 
 /// Per-node context: names the node in errors and reads attributes.
 struct Ctx<'n, 'a> {
@@ -539,6 +539,9 @@ impl<'m, 'a> Importer<'m, 'a> {
     }
 
     fn convert(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
+        if let Some(import) = crate::ops::importer(ctx.op()) {
+            return import(&mut ImportCx { imp: self, ctx });
+        }
         let opset = self.opset;
         match ctx.op() {
             "Constant" => self.constant(ctx),
@@ -716,7 +719,6 @@ impl<'m, 'a> Importer<'m, 'a> {
             }
             "Slice" => self.slice(ctx),
             "Pad" => self.pad(ctx),
-            "Resize" | "Upsample" => self.resize(ctx),
             "Softmax" => self.softmax(ctx),
             _ => Err(OnnxError::UnsupportedOp {
                 file: self.file.to_string(),
@@ -1526,97 +1528,6 @@ impl<'m, 'a> Importer<'m, 'a> {
         self.emit(ctx, Op::Pad { pads, value }, vec![x])
     }
 
-    fn resize(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
-        let x = self.input(ctx, 0)?;
-        let s = self.shape(x);
-        if s.len() != 4 {
-            return Err(ctx.unsupported("scales", format!("only 4-D NCHW inputs, got {s:?}")));
-        }
-        if s.contains(&0) {
-            return Err(ctx.invalid(format!("empty input {s:?}")));
-        }
-        let upsample = ctx.op() == "Upsample";
-        let (scales, sizes) = if upsample {
-            let sc = if self.opset >= 9 { self.const_input(ctx, 1, "scales")?.map(|c| c.to_f32()) } else { ctx.floats("scales")? };
-            (sc, None)
-        } else if self.opset < 11 {
-            (self.const_input(ctx, 1, "scales")?.map(|c| c.to_f32()), None)
-        } else {
-            let sc = self.const_input(ctx, 2, "scales")?.map(|c| c.to_f32()).filter(|v| !v.is_empty());
-            let sz = self.const_input(ctx, 3, "sizes")?.map(|c| c.to_i64()).filter(|v| !v.is_empty());
-            (sc, sz)
-        };
-        if ctx.ints("axes")?.is_some() {
-            return Err(ctx.unsupported("axes", "Resize with axes is not supported"));
-        }
-        if ctx.int("antialias", 0)? != 0 {
-            return Err(ctx.unsupported("antialias", "antialiased resize is not supported"));
-        }
-        let out: Vec<usize> = match (sizes, scales) {
-            (Some(sz), _) => {
-                if sz.len() != 4 {
-                    return Err(ctx.invalid(format!("sizes {sz:?} must have 4 values")));
-                }
-                usize_dims(ctx, "sizes", &sz)?
-            }
-            (None, Some(sc)) => {
-                if sc.len() != 4 || sc.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
-                    return Err(ctx.invalid(format!("scales {sc:?} must be 4 positive values")));
-                }
-                s.iter().zip(&sc).map(|(&d, &f)| (d as f32 * f).floor() as usize).collect()
-            }
-            (None, None) => return Err(ctx.invalid("neither scales nor sizes given")),
-        };
-        if out[0] != s[0] || out[1] != s[1] {
-            return Err(ctx.unsupported("scales", format!("only spatial resizing: {s:?} → {out:?}")));
-        }
-        if out[2] == 0 || out[3] == 0 {
-            return Err(ctx.invalid(format!("empty output {out:?}")));
-        }
-        let mode = ctx.string("mode", "nearest")?;
-        let default_ctm = if upsample { "asymmetric" } else { "half_pixel" };
-        let ctm = if upsample { default_ctm.to_string() } else { ctx.string("coordinate_transformation_mode", default_ctm)? };
-        let nearest_mode = if upsample { "floor".to_string() } else { ctx.string("nearest_mode", "round_prefer_floor")? };
-        let integer_up = (0..2).all(|a| out[2 + a].is_multiple_of(s[2 + a]));
-        let identity = out == s;
-        let m = match mode.as_str() {
-            "nearest" => {
-                let ok = identity
-                    || (ctm == "asymmetric" && nearest_mode == "floor")
-                    || (integer_up
-                        && (matches!(ctm.as_str(), "half_pixel" | "pytorch_half_pixel")
-                            && matches!(nearest_mode.as_str(), "round_prefer_floor" | "round_prefer_ceil")
-                            || ctm == "tf_half_pixel_for_nn" && nearest_mode == "floor"
-                            || ctm == "asymmetric" && nearest_mode == "floor"));
-                if !ok {
-                    return Err(ctx.unsupported(
-                        "coordinate_transformation_mode",
-                        format!("nearest resize with '{ctm}' / nearest_mode '{nearest_mode}' for {s:?} → {out:?}"),
-                    ));
-                }
-                ResizeMode::Nearest
-            }
-            "linear" | "bilinear" => match ctm.as_str() {
-                "half_pixel" => ResizeMode::BilinearHalfPixel,
-                "pytorch_half_pixel" if out[2] > 1 && out[3] > 1 => ResizeMode::BilinearHalfPixel,
-                "align_corners" => ResizeMode::BilinearAlignCorners,
-                _ if identity => ResizeMode::Nearest,
-                other => {
-                    return Err(ctx.unsupported(
-                        "coordinate_transformation_mode",
-                        format!("linear resize with '{other}' (supported: half_pixel, align_corners)"),
-                    ))
-                }
-            },
-            other => return Err(ctx.unsupported("mode", format!("'{other}' interpolation"))),
-        };
-        if identity {
-            return self.emit(ctx, Op::Identity, vec![x]);
-        }
-        checked_numel(&out).ok_or_else(|| ctx.invalid("output too large"))?;
-        self.emit_shaped(ctx, Op::Resize { mode: m }, vec![x], Some(out))
-    }
-
     fn softmax(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
         let x = self.input(ctx, 0)?;
         let s = self.shape(x);
@@ -1638,5 +1549,72 @@ impl<'m, 'a> Importer<'m, 'a> {
         let t = self.emit_node(ctx, "flatten", Op::Reshape, vec![x], &format!("{out_name}__2d"), Some(flat))?;
         let sm = self.emit_node(ctx, "softmax", Op::Softmax { axis: 1 }, vec![t], &format!("{out_name}__sm"), None)?;
         self.emit_shaped(ctx, Op::Reshape, vec![sm], Some(s))
+    }
+}
+
+/// What an op module's importer (see [`crate::ops`]) may do with the node being imported: read
+/// its attributes and inputs, report errors naming the node, and emit IR nodes.
+pub(crate) struct ImportCx<'x, 'm, 'a, 'n, 'c> {
+    imp: &'x mut Importer<'m, 'a>,
+    ctx: &'x Ctx<'n, 'c>,
+}
+
+impl ImportCx<'_, '_, '_, '_, '_> {
+    /// The node's `op_type`.
+    pub(crate) fn op_type(&self) -> &str {
+        self.ctx.op()
+    }
+    /// The model's opset of the default domain.
+    pub(crate) fn opset(&self) -> i64 {
+        self.ctx.opset
+    }
+    /// Input `i` (required).
+    pub(crate) fn input(&mut self, i: usize) -> R<TensorId> {
+        self.imp.input(self.ctx, i)
+    }
+    /// The (fixed) shape of a tensor.
+    pub(crate) fn shape(&self, id: TensorId) -> Vec<usize> {
+        self.imp.shape(id)
+    }
+    /// Optional input `i` as f32 values; an error naming `what` when it is not a constant.
+    pub(crate) fn const_f32(&mut self, i: usize, what: &str) -> R<Option<Vec<f32>>> {
+        Ok(self.imp.const_input(self.ctx, i, what)?.map(|c| c.to_f32()))
+    }
+    /// Optional input `i` as i64 values; an error naming `what` when it is not a constant.
+    pub(crate) fn const_i64(&mut self, i: usize, what: &str) -> R<Option<Vec<i64>>> {
+        Ok(self.imp.const_input(self.ctx, i, what)?.map(|c| c.to_i64()))
+    }
+    /// INT attribute.
+    pub(crate) fn attr_int(&self, name: &str, default: i64) -> R<i64> {
+        self.ctx.int(name, default)
+    }
+    /// INTS attribute.
+    pub(crate) fn attr_ints(&self, name: &str) -> R<Option<Vec<i64>>> {
+        self.ctx.ints(name)
+    }
+    /// FLOATS attribute.
+    pub(crate) fn attr_floats(&self, name: &str) -> R<Option<Vec<f32>>> {
+        self.ctx.floats(name)
+    }
+    /// STRING attribute.
+    pub(crate) fn attr_string(&self, name: &str, default: &str) -> R<String> {
+        self.ctx.string(name, default)
+    }
+    /// An "unsupported attribute" error naming the node, its opset and `attribute`.
+    pub(crate) fn unsupported(&self, attribute: &str, detail: impl Into<String>) -> OnnxError {
+        self.ctx.unsupported(attribute, detail)
+    }
+    /// An "invalid model" error naming the node.
+    pub(crate) fn invalid(&self, message: impl Into<String>) -> OnnxError {
+        self.ctx.invalid(message)
+    }
+    /// Emit `op` on `inputs` as the node's output 0, with its declared shape when the op's shape
+    /// rule needs one.
+    pub(crate) fn emit(&mut self, op: Op, inputs: Vec<TensorId>, shape: Option<Vec<usize>>) -> R<()> {
+        self.imp.emit_shaped(self.ctx, op, inputs, shape)
+    }
+    /// Bind the node's output 0 to `x` unchanged.
+    pub(crate) fn emit_identity(&mut self, x: TensorId) -> R<()> {
+        self.imp.emit(self.ctx, Op::Identity, vec![x])
     }
 }

@@ -13,7 +13,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::TrainError;
-use crate::ir::{Activation, ConstData, Graph, Op, ResizeMode, TensorId, Window};
+use crate::ir::{Activation, ConstData, Graph, Op, TensorId, Window};
+use crate::ops::{OnnxAttr, OnnxIn};
 
 /// Protobuf message builder (wire format).
 #[derive(Default)]
@@ -365,33 +366,29 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
                 let v = w.const_f32(&format!("{name}__value"), &[], vec![*value]);
                 w.node(name, "Pad", &[ins[0].clone(), p, v], &[out], &[("mode", Attr::S("constant".into()))]);
             }
-            Op::Resize { mode } => {
-                let mut scales = vec![1.0f32, 1.0];
-                for a in 2..4 {
-                    let mut s = out_shape[a] as f32 / in_shape[a] as f32;
-                    while ((in_shape[a] as f32) * s).floor() < out_shape[a] as f32 {
-                        s = f32::from_bits(s.to_bits() + 1);
-                    }
-                    scales.push(s);
+            Op::Ext(e) => {
+                let in_shapes: Vec<&[usize]> = node.inputs.iter().map(|&t| g.tensors[t].shape.as_slice()).collect();
+                let spec = e.def().to_onnx(&in_shapes, out_shape);
+                let mut inputs = Vec::with_capacity(spec.inputs.len());
+                for i in spec.inputs {
+                    inputs.push(match i {
+                        OnnxIn::Input(k) => ins[k].clone(),
+                        OnnxIn::F32(suffix, shape, v) => w.const_f32(&format!("{name}__{suffix}"), &shape, v),
+                    });
                 }
-                let sc = w.const_f32(&format!("{name}__scales"), &[4], scales);
-                let roi = w.const_f32(&format!("{name}__roi"), &[0], vec![]);
-                let (m, ctm) = match mode {
-                    ResizeMode::Nearest => ("nearest", "asymmetric"),
-                    ResizeMode::BilinearHalfPixel => ("linear", "half_pixel"),
-                    ResizeMode::BilinearAlignCorners => ("linear", "align_corners"),
-                };
-                w.node(
-                    name,
-                    "Resize",
-                    &[ins[0].clone(), roi, sc],
-                    &[out],
-                    &[
-                        ("mode", Attr::S(m.into())),
-                        ("coordinate_transformation_mode", Attr::S(ctm.into())),
-                        ("nearest_mode", Attr::S("floor".into())),
-                    ],
-                );
+                let attrs: Vec<(&str, Attr)> = spec
+                    .attrs
+                    .into_iter()
+                    .map(|(k, a)| {
+                        (
+                            k,
+                            match a {
+                                OnnxAttr::S(v) => Attr::S(v),
+                            },
+                        )
+                    })
+                    .collect();
+                w.node(name, spec.op_type, &inputs, &[out], &attrs);
             }
             Op::Softmax { axis } => w.node(name, "Softmax", &ins, &[out], &[("axis", Attr::I(*axis as i64))]),
             Op::Identity => w.node(name, "Identity", &ins, &[out], &[]),
@@ -504,7 +501,7 @@ mod tests {
         let d = b.op(Op::Dense { act: Activation::None }, vec![cc, wd, bd], None);
         let r3 = b.op(Op::Reshape, vec![d], Some(vec![1, 5, 1]));
         let r4 = b.op(Op::Reshape, vec![r3], Some(vec![1, 5, 1, 1]));
-        let up = b.op(Op::Resize { mode: ResizeMode::Nearest }, vec![r4], Some(vec![1, 5, 2, 2]));
+        let up = b.op(crate::ops::resize::op(crate::ir::ResizeMode::Nearest), vec![r4], Some(vec![1, 5, 2, 2]));
         let fl2 = b.op(Op::Reshape, vec![up], Some(vec![1, 20]));
         let sm = b.op(Op::Softmax { axis: 1 }, vec![fl2], None);
         b.g.outputs = vec![sm];

@@ -656,7 +656,7 @@ impl Net {
                 kernels::for_each_bcast(&xs, &ost, &zero, |i, io, _| dx[i] = dy[base + io]);
                 out.push((0, dx));
             }
-            Op::ConvTranspose { .. } | Op::Resize { .. } => {
+            Op::ConvTranspose { .. } | Op::Ext(_) => {
                 return Err(TrainError::Graph(format!(
                     "node '{}': no gradient implemented for {} (it cannot be trained through)",
                     node.name,
