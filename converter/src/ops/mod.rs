@@ -77,6 +77,13 @@ pub(crate) trait OpDef: fmt::Debug + Send + Sync {
     fn output_shape(&self, inputs: &[&[usize]], declared: Option<(&[usize], &[usize])>) -> Result<Vec<usize>, String>;
     /// FP32 execution: the output's elements for `out_shape`.
     fn run_f32(&self, inputs: &[View<'_>], out_shape: &[usize]) -> Result<Vec<f32>, String>;
+    /// Training: the gradients of the inputs in `need` (`(input index, gradient)`) from the
+    /// output's gradient `dy`, given the inputs and the output `y` of the forward pass. The
+    /// default refuses: the op cannot be trained through.
+    fn backward(&self, inputs: &[View<'_>], y: View<'_>, dy: &[f32], need: &[bool]) -> Result<Vec<(usize, Vec<f32>)>, String> {
+        let _ = (inputs, y, dy, need);
+        Err(format!("no gradient implemented for {} (it cannot be trained through)", self.name()))
+    }
     /// Whether the output stays on its first input's quantization grid (no requantization;
     /// QAT gives it no quantization point of its own).
     fn keeps_grid(&self) -> bool {

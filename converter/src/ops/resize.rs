@@ -274,6 +274,10 @@ impl OpDef for Resize {
         true
     }
 
+    fn backward(&self, inputs: &[View<'_>], y: View<'_>, dy: &[f32], need: &[bool]) -> Result<Vec<(usize, Vec<f32>)>, String> {
+        Ok(if need.first() == Some(&true) { vec![(0, resize_backward(inputs[0].shape, self.mode, y.shape, dy))] } else { vec![] })
+    }
+
     fn lower(&self, cx: &mut LowerCx<'_>) -> Result<LowerOut, String> {
         let x = cx.input_nhwc(0).ok_or("resize input must be 4-D")?;
         let q = cx.qparams(x);
@@ -311,6 +315,30 @@ impl OpDef for Resize {
     }
 }
 
+/// Per output index along one axis: the two source indices and the weight of the second
+/// (nearest: the same index twice, weight 0).
+fn axis_taps(mode: ResizeMode, o: usize, i: usize) -> Vec<(usize, usize, f32)> {
+    (0..o)
+        .map(|d| {
+            if mode == ResizeMode::Nearest {
+                let s = (d * i / o).min(i - 1);
+                return (s, s, 0.0);
+            }
+            let src = if mode == ResizeMode::BilinearHalfPixel {
+                ((d as f32 + 0.5) * i as f32 / o as f32 - 0.5).max(0.0)
+            } else if o > 1 {
+                d as f32 * (i - 1) as f32 / (o - 1) as f32
+            } else {
+                0.0
+            };
+            let src = src.min((i - 1) as f32);
+            let i0 = src.floor() as usize;
+            let i1 = (i0 + 1).min(i - 1);
+            (i0, i1, src - i0 as f32)
+        })
+        .collect()
+}
+
 /// FP32 spatial resize of NCHW (the definitions of [`ResizeMode`]).
 pub(crate) fn resize_f32(x: View<'_>, mode: ResizeMode, out_shape: &[usize]) -> Vec<f32> {
     let (h, w) = (x.shape[2], x.shape[3]);
@@ -321,50 +349,50 @@ pub(crate) fn resize_f32(x: View<'_>, mode: ResizeMode, out_shape: &[usize]) -> 
         out.resize(planes * oh * ow, 0.0);
         return out;
     }
-    match mode {
-        ResizeMode::Nearest => {
-            let ys: Vec<usize> = (0..oh).map(|y| (y * h / oh).min(h - 1)).collect();
-            let xs: Vec<usize> = (0..ow).map(|x| (x * w / ow).min(w - 1)).collect();
-            for p in 0..planes {
-                let ip = &x.data[p * h * w..][..h * w];
-                for &y in &ys {
-                    out.extend(xs.iter().map(|&xx| ip[y * w + xx]));
-                }
-            }
-        }
-        ResizeMode::BilinearHalfPixel | ResizeMode::BilinearAlignCorners => {
-            let coords = |o: usize, i: usize| -> Vec<(usize, usize, f32)> {
-                (0..o)
-                    .map(|d| {
-                        let src = if mode == ResizeMode::BilinearHalfPixel {
-                            ((d as f32 + 0.5) * i as f32 / o as f32 - 0.5).max(0.0)
-                        } else if o > 1 {
-                            d as f32 * (i - 1) as f32 / (o - 1) as f32
-                        } else {
-                            0.0
-                        };
-                        let src = src.min((i - 1) as f32);
-                        let i0 = src.floor() as usize;
-                        let i1 = (i0 + 1).min(i - 1);
-                        (i0, i1, src - i0 as f32)
-                    })
-                    .collect()
-            };
-            let ys = coords(oh, h);
-            let xs = coords(ow, w);
-            for p in 0..planes {
-                let ip = &x.data[p * h * w..][..h * w];
-                for &(y0, y1, ly) in &ys {
-                    for &(x0, x1, lx) in &xs {
-                        let a = ip[y0 * w + x0] * (1.0 - lx) + ip[y0 * w + x1] * lx;
-                        let b = ip[y1 * w + x0] * (1.0 - lx) + ip[y1 * w + x1] * lx;
-                        out.push(a * (1.0 - ly) + b * ly);
-                    }
-                }
+    let (ys, xs) = (axis_taps(mode, oh, h), axis_taps(mode, ow, w));
+    for p in 0..planes {
+        let ip = &x.data[p * h * w..][..h * w];
+        for &(y0, y1, ly) in &ys {
+            for &(x0, x1, lx) in &xs {
+                let v = if mode == ResizeMode::Nearest {
+                    ip[y0 * w + x0]
+                } else {
+                    let a = ip[y0 * w + x0] * (1.0 - lx) + ip[y0 * w + x1] * lx;
+                    let b = ip[y1 * w + x0] * (1.0 - lx) + ip[y1 * w + x1] * lx;
+                    a * (1.0 - ly) + b * ly
+                };
+                out.push(v);
             }
         }
     }
     out
+}
+
+/// Gradient of [`resize_f32`] with respect to its input: each output gradient goes back to the
+/// source pixels with the interpolation weights.
+fn resize_backward(x_shape: &[usize], mode: ResizeMode, out_shape: &[usize], dy: &[f32]) -> Vec<f32> {
+    let (h, w) = (x_shape[2], x_shape[3]);
+    let (oh, ow) = (out_shape[2], out_shape[3]);
+    let planes = x_shape[0] * x_shape[1];
+    let mut dx = vec![0.0f32; planes * h * w];
+    if h == 0 || w == 0 {
+        return dx;
+    }
+    let (ys, xs) = (axis_taps(mode, oh, h), axis_taps(mode, ow, w));
+    for p in 0..planes {
+        let g = &mut dx[p * h * w..][..h * w];
+        let d = &dy[p * oh * ow..][..oh * ow];
+        for (oy, &(y0, y1, ly)) in ys.iter().enumerate() {
+            for (ox, &(x0, x1, lx)) in xs.iter().enumerate() {
+                let v = d[oy * ow + ox];
+                g[y0 * w + x0] += v * (1.0 - ly) * (1.0 - lx);
+                g[y0 * w + x1] += v * (1.0 - ly) * lx;
+                g[y1 * w + x0] += v * ly * (1.0 - lx);
+                g[y1 * w + x1] += v * ly * lx;
+            }
+        }
+    }
+    dx
 }
 
 #[cfg(test)]

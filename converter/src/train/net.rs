@@ -3,6 +3,7 @@
 
 use super::kernels::{self, BnStats, ConvShape, PoolShape};
 use super::TrainError;
+use crate::fp32::ops::View;
 use crate::fp32::{self, Tensor};
 use crate::ir::{ConstData, Graph, Node, Op, TensorId};
 use crate::passes;
@@ -656,7 +657,19 @@ impl Net {
                 kernels::for_each_bcast(&xs, &ost, &zero, |i, io, _| dx[i] = dy[base + io]);
                 out.push((0, dx));
             }
-            Op::ConvTranspose { .. } | Op::Ext(_) => {
+            Op::Ext(e) => {
+                let mut views = Vec::with_capacity(ins.len());
+                for &t in ins {
+                    views.push(View { shape: self.shape_of(values, t), data: self.data_of(values, t, node)? });
+                }
+                let need_k: Vec<bool> = (0..ins.len()).map(nd).collect();
+                let grads = e
+                    .def()
+                    .backward(&views, View { shape: &ys, data: y }, dy, &need_k)
+                    .map_err(|m| TrainError::Graph(format!("node '{}': {m}", node.name)))?;
+                out.extend(grads);
+            }
+            Op::ConvTranspose { .. } => {
                 return Err(TrainError::Graph(format!(
                     "node '{}': no gradient implemented for {} (it cannot be trained through)",
                     node.name,
