@@ -202,11 +202,6 @@ pub enum Op {
         /// Permutation.
         perm: Vec<usize>,
     },
-    /// Concatenate along an axis.
-    Concat {
-        /// Axis (non-negative).
-        axis: usize,
-    },
     /// Strided slice with resolved, clamped parameters, one entry per axis of the input.
     Slice {
         /// Start per axis.
@@ -257,7 +252,6 @@ impl Op {
             Op::ReduceMean { .. } => "ReduceMean",
             Op::Reshape => "Reshape",
             Op::Transpose { .. } => "Transpose",
-            Op::Concat { .. } => "Concat",
             Op::Slice { .. } => "Slice",
             Op::Pad { .. } => "Pad",
             Op::Ext(e) => e.name(),

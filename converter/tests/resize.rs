@@ -63,6 +63,9 @@ fn tensor_i64(name: &str, dims: &[i64], data: &[i64]) -> M {
     M::default().packed(1, dims).int(2, 7).packed(7, data).str(8, name)
 }
 
+fn attr_i(name: &str, v: i64) -> M {
+    M::default().str(1, name).int(20, 2).int(3, v)
+}
 fn attr_s(name: &str, s: &str) -> M {
     M::default().str(1, name).int(20, 3).str(4, s)
 }
@@ -345,8 +348,9 @@ fn weights(n: usize, seed: u32, a: f32) -> Vec<f32> {
         .collect()
 }
 
-/// FPN-like neck: two stride-2 convolutions, the coarse map upsampled ×2 (nearest, as PyTorch
-/// exports it) and added to the fine one, a 1×1 head and a bilinear ×2 (half_pixel) upsampling.
+/// FPN/PAN-like neck: two stride-2 convolutions, the coarse map upsampled ×2 (nearest, as
+/// PyTorch exports it), added to the fine one and concatenated with it along channels, a 1×1
+/// head and a bilinear ×2 (pytorch_half_pixel) upsampling.
 fn fpn_model() -> Vec<u8> {
     let conv = |name: &str, x: &str, w: &str, b: &str, y: &str, k: i64, s: i64, p: i64| {
         node(
@@ -371,7 +375,8 @@ fn fpn_model() -> Vec<u8> {
                 vec![attr_s("mode", "nearest"), attr_s("coordinate_transformation_mode", "asymmetric"), attr_s("nearest_mode", "floor")],
             ),
             node("Add", "sum", &["r1", "u"], &["a"], vec![]),
-            conv("head", "a", "w3", "b3", "h", 1, 1, 0),
+            node("Concat", "cat", &["a", "u"], &["cat"], vec![attr_i("axis", 1)]),
+            conv("head", "cat", "w3", "b3", "h", 1, 1, 0),
             node(
                 "Resize",
                 "up_linear",
@@ -385,7 +390,7 @@ fn fpn_model() -> Vec<u8> {
             tensor_f32("b1", &[8], &weights(8, 2, 0.1)),
             tensor_f32("w2", &[8, 8, 3, 3], &weights(8 * 72, 3, 0.2)),
             tensor_f32("b2", &[8], &weights(8, 4, 0.1)),
-            tensor_f32("w3", &[4, 8, 1, 1], &weights(32, 5, 0.5)),
+            tensor_f32("w3", &[4, 16, 1, 1], &weights(64, 5, 0.4)),
             tensor_f32("b3", &[4], &weights(4, 6, 0.1)),
             tensor_f32("s2", &[4], &[1.0, 1.0, 2.0, 2.0]),
         ],
@@ -411,6 +416,7 @@ fn nchw_to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
 fn fpn_with_resize_lowers_to_int8_and_matches_fp32() {
     let g = import(&fpn_model()).unwrap();
     assert_eq!(g.nodes.iter().filter(|n| n.op.name() == "Resize").count(), 2, "{g}");
+    assert_eq!(g.nodes.iter().filter(|n| n.op.name() == "Concat").count(), 1, "{g}");
     let shape = [1usize, 3, 16, 16];
     let cal: Vec<Tensor> = (0..16).map(|k| Tensor::new(shape.to_vec(), image(shape, 100 + k)).unwrap()).collect();
     let calib = Calibration::collect(&g, &cal).unwrap();
@@ -435,6 +441,6 @@ fn fpn_with_resize_lowers_to_int8_and_matches_fp32() {
         }
     }
     let rel = (num / den).sqrt();
-    println!("FPN Conv → Resize(nearest ×2) → Add → Conv → Resize(bilinear ×2): int8 vs FP32 relative L2 {rel:.4}");
+    println!("FPN Conv → Resize(nearest ×2) → Add, Concat → Conv → Resize(bilinear ×2): int8 vs FP32 relative L2 {rel:.4}");
     assert!(rel < 0.05, "relative L2 {rel}");
 }

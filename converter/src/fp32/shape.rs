@@ -251,24 +251,6 @@ pub fn infer_output_shape(op: &Op, inputs: &[&[usize]], declared: Option<(&[usiz
             }
             Ok(perm.iter().map(|&p| x[p]).collect())
         }
-        Op::Concat { axis } => {
-            if inputs.is_empty() {
-                return Err("Concat without inputs".into());
-            }
-            let first = inputs[0];
-            if *axis >= first.len() {
-                return Err(format!("Concat axis {axis} out of range for {first:?}"));
-            }
-            let mut o = first.to_vec();
-            o[*axis] = 0;
-            for s in inputs {
-                if s.len() != first.len() || s.iter().zip(first).enumerate().any(|(i, (a, b))| i != *axis && a != b) {
-                    return Err(format!("Concat inputs {inputs:?} differ outside axis {axis}"));
-                }
-                o[*axis] = o[*axis].checked_add(s[*axis]).ok_or("Concat size overflows")?;
-            }
-            Ok(o)
-        }
         Op::Pad { pads, .. } => {
             need(inputs, 1, 1)?;
             let x = inputs[0];

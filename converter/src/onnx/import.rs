@@ -584,7 +584,6 @@ impl<'m, 'a> Importer<'m, 'a> {
                 self.reshape_to(ctx, x, out)
             }
             "Reshape" => self.reshape(ctx),
-            "Concat" => self.concat(ctx),
             "Split" => self.split(ctx),
             "Range" => self.range(ctx),
             "ConstantOfShape" => self.constant_of_shape(ctx),
@@ -874,37 +873,6 @@ impl<'m, 'a> Importer<'m, 'a> {
             out[i] = n_in / rest;
         }
         self.reshape_to(ctx, x, out)
-    }
-
-    fn concat(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
-        let mut ids = Vec::new();
-        for i in 0..ctx.node.input.len() {
-            if let Some(id) = self.opt_input(ctx, i)? {
-                ids.push(id);
-            }
-        }
-        if ids.is_empty() {
-            return Err(ctx.invalid("Concat without inputs"));
-        }
-        let rank = self.shape(ids[0]).len();
-        let axis = ctx.axis("axis", ctx.int("axis", 0)?, rank)?;
-        // zero-sized pieces (e.g. empty shape constants) contribute nothing
-        let nonempty: Vec<TensorId> = ids.iter().copied().filter(|&i| self.g.tensors[i].numel() > 0).collect();
-        let ids = if nonempty.is_empty() { vec![ids[0]] } else { nonempty };
-        let op = Op::Concat { axis };
-        let shapes: Vec<Vec<usize>> = ids.iter().map(|&i| self.shape(i)).collect();
-        let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
-        let out = infer_output_shape(&op, &refs, None).map_err(|m| ctx.invalid(m))?;
-        checked_numel(&out).ok_or_else(|| ctx.invalid("result too large"))?;
-        let consts: Option<Vec<Cv>> = ids.iter().map(|&i| self.cv(i)).collect();
-        if let Some(cs) = consts {
-            let parts: Vec<&Cv> = cs.iter().collect();
-            return self.out_const(ctx, constant::concat(&parts, axis, &out));
-        }
-        if ids.len() == 1 {
-            return self.emit(ctx, Op::Identity, ids);
-        }
-        self.emit(ctx, op, ids)
     }
 
     fn split(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
@@ -1571,6 +1539,27 @@ impl ImportCx<'_, '_, '_, '_, '_> {
     /// Input `i` (required).
     pub(crate) fn input(&mut self, i: usize) -> R<TensorId> {
         self.imp.input(self.ctx, i)
+    }
+    /// Number of inputs the node lists (empty names included).
+    pub(crate) fn num_inputs(&self) -> usize {
+        self.ctx.node.input.len()
+    }
+    /// Input `i`, `None` when absent or empty.
+    pub(crate) fn opt_input(&mut self, i: usize) -> R<Option<TensorId>> {
+        self.imp.opt_input(self.ctx, i)
+    }
+    /// An axis attribute value normalised against `rank` (error naming it when out of range).
+    pub(crate) fn attr_axis(&self, name: &str, value: i64, rank: usize) -> R<usize> {
+        self.ctx.axis(name, value, rank)
+    }
+    /// When every input in `ids` is a constant, bind the node's output to their concatenation
+    /// along `axis` (shape arithmetic) and return `true`.
+    pub(crate) fn fold_concat(&mut self, ids: &[TensorId], axis: usize, out: &[usize]) -> R<bool> {
+        let consts: Option<Vec<Cv>> = ids.iter().map(|&i| self.imp.cv(i)).collect();
+        let Some(cs) = consts else { return Ok(false) };
+        let parts: Vec<&Cv> = cs.iter().collect();
+        self.imp.out_const(self.ctx, constant::concat(&parts, axis, out))?;
+        Ok(true)
     }
     /// The (fixed) shape of a tensor.
     pub(crate) fn shape(&self, id: TensorId) -> Vec<usize> {

@@ -20,6 +20,7 @@ use crate::onnx::import::ImportCx;
 use crate::onnx::OnnxError;
 use crate::quant::lower::{LowerCx, LowerOut};
 
+pub mod concat;
 pub mod resize;
 
 /// Import one ONNX node of a registered type (emits IR nodes through `cx`).
@@ -34,7 +35,8 @@ pub(crate) struct Registration {
 }
 
 /// Every op living in this module, consulted by ONNX import before its built-in table.
-pub(crate) static REGISTRY: &[Registration] = &[Registration { onnx: &["Resize", "Upsample"], import: resize::import }];
+pub(crate) static REGISTRY: &[Registration] =
+    &[Registration { onnx: &["Resize", "Upsample"], import: resize::import }, Registration { onnx: &["Concat"], import: concat::import }];
 
 /// The importer registered for an ONNX `op_type`, if any.
 pub(crate) fn importer(op_type: &str) -> Option<ImportFn> {
@@ -53,6 +55,8 @@ pub(crate) enum OnnxIn {
 /// An attribute of an exported ONNX node.
 #[derive(Clone, Debug)]
 pub(crate) enum OnnxAttr {
+    /// INT.
+    I(i64),
     /// STRING.
     S(String),
 }

@@ -107,12 +107,25 @@ pub(crate) struct LowerCx<'a> {
     inputs: Vec<Option<Act>>,
     out_name: &'a str,
     out_shape: &'a [usize],
+    out_q: QParams,
 }
 
 impl LowerCx<'_> {
     /// Runtime id of input `i` when it is a lowered 4-D tensor stored NHWC.
     pub(crate) fn input_nhwc(&self, i: usize) -> Option<u32> {
         self.inputs.get(i).copied().flatten().filter(|a| a.lay == Lay::Nhwc).map(|a| a.id)
+    }
+    /// Number of node inputs.
+    pub(crate) fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+    /// Rank of the node's output in the IR.
+    pub(crate) fn out_rank(&self) -> usize {
+        self.out_shape.len()
+    }
+    /// The output's quantization from calibration (for ops that requantize).
+    pub(crate) fn out_qparams(&self) -> QParams {
+        self.out_q
     }
     /// Quantization of a lowered tensor.
     pub(crate) fn qparams(&self, id: u32) -> QParams {
@@ -419,14 +432,14 @@ pub fn lower(g: &Graph, cal: &Calibration, opts: &LowerOptions) -> Result<Lowere
             }
             Op::Ext(op) => {
                 let inputs = node.inputs.iter().map(|&t| acts[t]).collect();
-                let mut cx = LowerCx { b: &mut b, name, inputs, out_name: &g.tensors[out].name, out_shape: &oshape };
+                let mut cx = LowerCx { b: &mut b, name, inputs, out_name: &g.tensors[out].name, out_shape: &oshape, out_q: qp(out) };
                 match op.def().lower(&mut cx).map_err(e)? {
                     LowerOut::Nhwc(id) => Act { id, lay: Lay::Nhwc },
                 }
             }
             other => {
                 return Err(e(format!(
-                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax, Resize)",
+                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax, Resize, Concat)",
                     other.name()
                 )))
             }

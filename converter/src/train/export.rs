@@ -342,7 +342,6 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
             Op::Transpose { perm } => {
                 w.node(name, "Transpose", &ins, &[out], &[("perm", Attr::Is(perm.iter().map(|&p| p as i64).collect()))])
             }
-            Op::Concat { axis } => w.node(name, "Concat", &ins, &[out], &[("axis", Attr::I(*axis as i64))]),
             Op::Slice { starts, steps } => {
                 let (mut st, mut en, mut ax, mut sp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for a in 0..in_shape.len() {
@@ -383,6 +382,7 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
                         (
                             k,
                             match a {
+                                OnnxAttr::I(v) => Attr::I(v),
                                 OnnxAttr::S(v) => Attr::S(v),
                             },
                         )
@@ -479,7 +479,7 @@ mod tests {
         let a1 = b.op(Op::Add { act: Activation::Relu }, vec![m1, c2], None);
         let p1 = b.op(Op::MaxPool { window: win(2, 2, 0), ceil_mode: false }, vec![a1], None);
         let p2 = b.op(Op::AvgPool { window: win(3, 1, 1), ceil_mode: false, count_include_pad: false }, vec![p1], None);
-        let cat = b.op(Op::Concat { axis: 1 }, vec![p1, p2], None);
+        let cat = b.op(crate::ops::concat::op(1), vec![p1, p2], None);
         let tr = b.op(Op::Transpose { perm: vec![0, 1, 3, 2] }, vec![cat], None);
         let pd = b.op(Op::Pad { pads: vec![0, 0, 1, 1, 0, 0, 0, 1], value: 0.25 }, vec![tr], None);
         let sl = b.op(Op::Slice { starts: vec![0, 0, 0, 1], steps: vec![1, 2, 1, 1] }, vec![pd], Some(vec![1, 4, 3, 3]));
@@ -496,7 +496,7 @@ mod tests {
         let hs = b.op(Op::HardSigmoid { alpha: 0.2, beta: 0.5 }, vec![s2], None);
         let f = b.op(Op::Reshape, vec![hs], Some(vec![1, 4]));
         let fl = b.op(Op::Reshape, vec![th], Some(vec![1, 36]));
-        let cc = b.op(Op::Concat { axis: 1 }, vec![f, fl], None);
+        let cc = b.op(crate::ops::concat::op(1), vec![f, fl], None);
         let (wd, bd) = (b.c(&[5, 40]), b.c(&[5]));
         let d = b.op(Op::Dense { act: Activation::None }, vec![cc, wd, bd], None);
         let r3 = b.op(Op::Reshape, vec![d], Some(vec![1, 5, 1]));

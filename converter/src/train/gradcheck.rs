@@ -298,7 +298,7 @@ fn reductions_reshapes_concat_softmax() {
     check("reducemean", Op::ReduceMean { axes: vec![1], keepdims: false }, vec![input(&[2, 3, 4], 1.0, 36)]);
     check("reducemean keep", Op::ReduceMean { axes: vec![0, 2], keepdims: true }, vec![input(&[2, 3, 4], 1.0, 37)]);
     check_mode("reshape", Op::Reshape, vec![input(&[2, 3, 4], 1.0, 38)], Some(vec![2, 12]), Mode::Train);
-    check("concat", Op::Concat { axis: 1 }, vec![input(&[2, 3, 4], 1.0, 39), input(&[2, 2, 4], 1.0, 40)]);
+    check("concat", crate::ops::concat::op(1), vec![input(&[2, 3, 4], 1.0, 39), input(&[2, 2, 4], 1.0, 40)]);
     for (k, mode) in [ResizeMode::Nearest, ResizeMode::BilinearHalfPixel, ResizeMode::BilinearAlignCorners].into_iter().enumerate() {
         let op = crate::ops::resize::op(mode);
         check_mode("resize", op, vec![input(&[2, 2, 3, 4], 1.0, 60 + k as u64)], Some(vec![2, 2, 7, 6]), Mode::Train);

@@ -599,22 +599,6 @@ impl Net {
                 out.push((0, dx));
             }
             Op::Reshape | Op::Identity => out.push((0, dy.to_vec())),
-            Op::Concat { axis } => {
-                let outer: usize = ys[..*axis].iter().product();
-                let out_chunk: usize = ys[*axis..].iter().product();
-                let mut off = 0;
-                for (k, &t) in ins.iter().enumerate() {
-                    let chunk: usize = self.shape_of(values, t)[*axis..].iter().product();
-                    if need[t] {
-                        let mut g = Vec::with_capacity(outer * chunk);
-                        for o in 0..outer {
-                            g.extend_from_slice(&dy[o * out_chunk + off..][..chunk]);
-                        }
-                        out.push((k, g));
-                    }
-                    off += chunk;
-                }
-            }
             Op::Softmax { axis } => {
                 let d = ys[*axis];
                 let inner: usize = ys[*axis + 1..].iter().product();
