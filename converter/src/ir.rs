@@ -209,13 +209,6 @@ pub enum Op {
         /// Step per axis (≥ 1).
         steps: Vec<usize>,
     },
-    /// Constant padding. `pads` is ONNX order: all begins, then all ends.
-    Pad {
-        /// Pads.
-        pads: Vec<usize>,
-        /// Fill value.
-        value: f32,
-    },
     /// An op defined in one place in [`crate::ops`] (its import, shape rule, FP32 execution,
     /// lowering and export), e.g. Resize.
     Ext(crate::ops::ExtOp),
@@ -253,7 +246,6 @@ impl Op {
             Op::Reshape => "Reshape",
             Op::Transpose { .. } => "Transpose",
             Op::Slice { .. } => "Slice",
-            Op::Pad { .. } => "Pad",
             Op::Ext(e) => e.name(),
             Op::Softmax { .. } => "Softmax",
             Op::Identity => "Identity",

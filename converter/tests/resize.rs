@@ -1,6 +1,6 @@
 //! Resize end to end: ONNX import of the forms exporters emit (PyTorch, Paddle, opset 10 and
 //! `Upsample`), the FP32 engine against the ONNX definition computed independently here, the
-//! refusals of forms the runtime cannot run, and an FPN-like Conv → Resize → Add graph lowered
+//! refusals of forms the runtime cannot run, and an FPN-like Conv → Resize → Add/Concat/Pad graph lowered
 //! to int8 and run through `temper-runtime` against FP32.
 
 use temper_converter::fp32::{self, Tensor};
@@ -349,8 +349,8 @@ fn weights(n: usize, seed: u32, a: f32) -> Vec<f32> {
 }
 
 /// FPN/PAN-like neck: two stride-2 convolutions, the coarse map upsampled ×2 (nearest, as
-/// PyTorch exports it), added to the fine one and concatenated with it along channels, a 1×1
-/// head and a bilinear ×2 (pytorch_half_pixel) upsampling.
+/// PyTorch exports it), added to the fine one and concatenated with it along channels, an
+/// explicit zero Pad and a 3×3 head, and a bilinear ×2 (pytorch_half_pixel) upsampling.
 fn fpn_model() -> Vec<u8> {
     let conv = |name: &str, x: &str, w: &str, b: &str, y: &str, k: i64, s: i64, p: i64| {
         node(
@@ -376,7 +376,8 @@ fn fpn_model() -> Vec<u8> {
             ),
             node("Add", "sum", &["r1", "u"], &["a"], vec![]),
             node("Concat", "cat", &["a", "u"], &["cat"], vec![attr_i("axis", 1)]),
-            conv("head", "cat", "w3", "b3", "h", 1, 1, 0),
+            node("Pad", "pad", &["cat", "pads"], &["padded"], vec![]),
+            conv("head", "padded", "w3", "b3", "h", 3, 1, 0),
             node(
                 "Resize",
                 "up_linear",
@@ -390,7 +391,8 @@ fn fpn_model() -> Vec<u8> {
             tensor_f32("b1", &[8], &weights(8, 2, 0.1)),
             tensor_f32("w2", &[8, 8, 3, 3], &weights(8 * 72, 3, 0.2)),
             tensor_f32("b2", &[8], &weights(8, 4, 0.1)),
-            tensor_f32("w3", &[4, 16, 1, 1], &weights(64, 5, 0.4)),
+            tensor_f32("w3", &[4, 16, 3, 3], &weights(4 * 144, 5, 0.15)),
+            tensor_i64("pads", &[8], &[0, 0, 1, 1, 0, 0, 1, 1]),
             tensor_f32("b3", &[4], &weights(4, 6, 0.1)),
             tensor_f32("s2", &[4], &[1.0, 1.0, 2.0, 2.0]),
         ],
@@ -417,6 +419,7 @@ fn fpn_with_resize_lowers_to_int8_and_matches_fp32() {
     let g = import(&fpn_model()).unwrap();
     assert_eq!(g.nodes.iter().filter(|n| n.op.name() == "Resize").count(), 2, "{g}");
     assert_eq!(g.nodes.iter().filter(|n| n.op.name() == "Concat").count(), 1, "{g}");
+    assert_eq!(g.nodes.iter().filter(|n| n.op.name() == "Pad").count(), 1, "{g}");
     let shape = [1usize, 3, 16, 16];
     let cal: Vec<Tensor> = (0..16).map(|k| Tensor::new(shape.to_vec(), image(shape, 100 + k)).unwrap()).collect();
     let calib = Calibration::collect(&g, &cal).unwrap();
@@ -441,6 +444,6 @@ fn fpn_with_resize_lowers_to_int8_and_matches_fp32() {
         }
     }
     let rel = (num / den).sqrt();
-    println!("FPN Conv → Resize(nearest ×2) → Add, Concat → Conv → Resize(bilinear ×2): int8 vs FP32 relative L2 {rel:.4}");
+    println!("FPN Conv → Resize(nearest ×2) → Add, Concat → Pad → Conv → Resize(bilinear ×2): int8 vs FP32 relative L2 {rel:.4}");
     assert!(rel < 0.05, "relative L2 {rel}");
 }

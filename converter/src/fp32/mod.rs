@@ -320,7 +320,6 @@ fn exec(g: &Graph, node: &Node, ins: &[View<'_>], threads: usize) -> Result<Tens
         Op::Reshape | Op::Identity => x.data.to_vec(),
         Op::Transpose { perm } => ops::transpose(x, perm, &out_shape),
         Op::Slice { starts, steps } => ops::slice(x, starts, steps, &out_shape),
-        Op::Pad { pads, value } => ops::pad(x, pads, *value, &out_shape),
         Op::Ext(e) => e.def().run_f32(ins, &out_shape).map_err(|m| Fp32Error::node(node, m))?,
         Op::Softmax { axis } => ops::softmax(x, *axis),
     };

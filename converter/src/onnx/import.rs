@@ -717,7 +717,6 @@ impl<'m, 'a> Importer<'m, 'a> {
                 self.emit(ctx, op, vec![x])
             }
             "Slice" => self.slice(ctx),
-            "Pad" => self.pad(ctx),
             "Softmax" => self.softmax(ctx),
             _ => Err(OnnxError::UnsupportedOp {
                 file: self.file.to_string(),
@@ -1445,57 +1444,6 @@ impl<'m, 'a> Importer<'m, 'a> {
         self.emit_shaped(ctx, Op::Slice { starts: st, steps: sp }, vec![x], Some(out))
     }
 
-    fn pad(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
-        let x = self.input(ctx, 0)?;
-        let s = self.shape(x);
-        let r = s.len();
-        let mode = ctx.string("mode", "constant")?;
-        if mode != "constant" {
-            return Err(ctx.unsupported("mode", format!("'{mode}' padding (only 'constant' is supported)")));
-        }
-        let (pads, value) = if self.opset >= 11 {
-            let p = self.const_input(ctx, 1, "pads")?.ok_or_else(|| ctx.invalid("missing pads"))?.to_i64();
-            let v = match self.const_input(ctx, 2, "constant_value")? {
-                Some(c) if c.data.len() == 1 => c.to_f32()[0],
-                Some(_) => return Err(ctx.invalid("constant_value must be a scalar")),
-                None => 0.0,
-            };
-            let p = if let Some(axes) = self.const_input(ctx, 3, "axes")? {
-                let axes = axes.to_i64();
-                if p.len() != 2 * axes.len() {
-                    return Err(ctx.invalid("pads length does not match axes"));
-                }
-                let mut full = vec![0i64; 2 * r];
-                for (i, &a) in axes.iter().enumerate() {
-                    let a = ctx.axis("axes", a, r)?;
-                    full[a] = p[i];
-                    full[a + r] = p[i + axes.len()];
-                }
-                full
-            } else {
-                p
-            };
-            (p, v)
-        } else {
-            let p = ctx.ints("pads")?.or(ctx.ints("paddings")?).ok_or_else(|| ctx.invalid("missing pads"))?;
-            (p, ctx.float("value", 0.0)?)
-        };
-        if pads.len() != 2 * r {
-            return Err(ctx.invalid(format!("{} pads for rank {r}", pads.len())));
-        }
-        if pads.iter().any(|&p| p < 0) {
-            return Err(ctx.unsupported("pads", format!("{pads:?}: negative pads (cropping) are not supported")));
-        }
-        if pads.iter().any(|&p| p > MAX_WINDOW) {
-            return Err(ctx.invalid(format!("pads {pads:?} are too large")));
-        }
-        let pads: Vec<usize> = pads.iter().map(|&p| p as usize).collect();
-        if pads.iter().all(|&p| p == 0) {
-            return self.identity(ctx);
-        }
-        self.emit(ctx, Op::Pad { pads, value }, vec![x])
-    }
-
     fn softmax(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
         let x = self.input(ctx, 0)?;
         let s = self.shape(x);
@@ -1580,6 +1528,10 @@ impl ImportCx<'_, '_, '_, '_, '_> {
     /// INTS attribute.
     pub(crate) fn attr_ints(&self, name: &str) -> R<Option<Vec<i64>>> {
         self.ctx.ints(name)
+    }
+    /// FLOAT attribute.
+    pub(crate) fn attr_float(&self, name: &str, default: f32) -> R<f32> {
+        self.ctx.float(name, default)
     }
     /// FLOATS attribute.
     pub(crate) fn attr_floats(&self, name: &str) -> R<Option<Vec<f32>>> {

@@ -21,6 +21,7 @@ use crate::onnx::OnnxError;
 use crate::quant::lower::{LowerCx, LowerOut};
 
 pub mod concat;
+pub mod pad;
 pub mod resize;
 
 /// Import one ONNX node of a registered type (emits IR nodes through `cx`).
@@ -35,8 +36,12 @@ pub(crate) struct Registration {
 }
 
 /// Every op living in this module, consulted by ONNX import before its built-in table.
-pub(crate) static REGISTRY: &[Registration] =
-    &[Registration { onnx: &["Resize", "Upsample"], import: resize::import }, Registration { onnx: &["Concat"], import: concat::import }];
+#[rustfmt::skip] // one line per op
+pub(crate) static REGISTRY: &[Registration] = &[
+    Registration { onnx: &["Resize", "Upsample"], import: resize::import },
+    Registration { onnx: &["Concat"], import: concat::import },
+    Registration { onnx: &["Pad"], import: pad::import },
+];
 
 /// The importer registered for an ONNX `op_type`, if any.
 pub(crate) fn importer(op_type: &str) -> Option<ImportFn> {
@@ -50,6 +55,8 @@ pub(crate) enum OnnxIn {
     Input(usize),
     /// An f32 initializer (name suffix, shape, data).
     F32(&'static str, Vec<usize>, Vec<f32>),
+    /// A 1-D i64 initializer (name suffix, data).
+    I64(&'static str, Vec<i64>),
 }
 
 /// An attribute of an exported ONNX node.

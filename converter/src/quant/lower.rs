@@ -439,7 +439,7 @@ pub fn lower(g: &Graph, cal: &Calibration, opts: &LowerOptions) -> Result<Lowere
             }
             other => {
                 return Err(e(format!(
-                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax, Resize, Concat)",
+                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax, Resize, Concat, Pad)",
                     other.name()
                 )))
             }

@@ -360,11 +360,6 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
                 let p = w.const_i64(&format!("{name}__steps"), sp);
                 w.node(name, "Slice", &[ins[0].clone(), s, e, a, p], &[out], &[]);
             }
-            Op::Pad { pads, value } => {
-                let p = w.const_i64(&format!("{name}__pads"), pads.iter().map(|&v| v as i64).collect());
-                let v = w.const_f32(&format!("{name}__value"), &[], vec![*value]);
-                w.node(name, "Pad", &[ins[0].clone(), p, v], &[out], &[("mode", Attr::S("constant".into()))]);
-            }
             Op::Ext(e) => {
                 let in_shapes: Vec<&[usize]> = node.inputs.iter().map(|&t| g.tensors[t].shape.as_slice()).collect();
                 let spec = e.def().to_onnx(&in_shapes, out_shape);
@@ -373,6 +368,7 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
                     inputs.push(match i {
                         OnnxIn::Input(k) => ins[k].clone(),
                         OnnxIn::F32(suffix, shape, v) => w.const_f32(&format!("{name}__{suffix}"), &shape, v),
+                        OnnxIn::I64(suffix, v) => w.const_i64(&format!("{name}__{suffix}"), v),
                     });
                 }
                 let attrs: Vec<(&str, Attr)> = spec
@@ -481,7 +477,7 @@ mod tests {
         let p2 = b.op(Op::AvgPool { window: win(3, 1, 1), ceil_mode: false, count_include_pad: false }, vec![p1], None);
         let cat = b.op(crate::ops::concat::op(1), vec![p1, p2], None);
         let tr = b.op(Op::Transpose { perm: vec![0, 1, 3, 2] }, vec![cat], None);
-        let pd = b.op(Op::Pad { pads: vec![0, 0, 1, 1, 0, 0, 0, 1], value: 0.25 }, vec![tr], None);
+        let pd = b.op(crate::ops::pad::op(vec![0, 0, 1, 1, 0, 0, 0, 1], 0.25), vec![tr], None);
         let sl = b.op(Op::Slice { starts: vec![0, 0, 0, 1], steps: vec![1, 2, 1, 1] }, vec![pd], Some(vec![1, 4, 3, 3]));
         let sg = b.op(Op::Sigmoid, vec![sl], None);
         let two = b.g.add_tensor("two", vec![1], Some(ConstData::F32(vec![2.0])));

@@ -307,7 +307,7 @@ fn reductions_reshapes_concat_softmax() {
     check("softmax mid", Op::Softmax { axis: 1 }, vec![input(&[2, 3, 4], 2.0, 42)]);
     check("transpose", Op::Transpose { perm: vec![2, 0, 1] }, vec![input(&[2, 3, 4], 1.0, 43)]);
     check_mode("slice", Op::Slice { starts: vec![1, 0], steps: vec![2, 2] }, vec![input(&[4, 6], 1.0, 44)], Some(vec![2, 3]), Mode::Train);
-    check("pad", Op::Pad { pads: vec![0, 1, 1, 2], value: 0.5 }, vec![input(&[2, 3], 1.0, 45)]);
+    check("pad", crate::ops::pad::op(vec![0, 1, 1, 2], 0.5), vec![input(&[2, 3], 1.0, 45)]);
 }
 
 #[test]

@@ -633,14 +633,6 @@ impl Net {
                 kernels::for_each_bcast(&ys, &sst, &zero, |o, ix, _| dx[base + ix] += dy[o]);
                 out.push((0, dx));
             }
-            Op::Pad { pads, .. } => {
-                let ost = kernels::contiguous_strides(&ys);
-                let base: usize = (0..xs.len()).map(|i| pads[i] * ost[i]).sum();
-                let zero = vec![0; xs.len()];
-                let mut dx = vec![0.0f32; x.len()];
-                kernels::for_each_bcast(&xs, &ost, &zero, |i, io, _| dx[i] = dy[base + io]);
-                out.push((0, dx));
-            }
             Op::Ext(e) => {
                 let mut views = Vec::with_capacity(ins.len());
                 for &t in ins {
