@@ -101,16 +101,7 @@ pub struct Window {
     pub dilation: [usize; 2],
 }
 
-/// Interpolation of [`Op::Resize`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ResizeMode {
-    /// Nearest neighbour (ONNX `nearest`, `asymmetric` + `floor`, as exporters emit for upsampling).
-    Nearest,
-    /// Bilinear with `half_pixel` coordinates.
-    BilinearHalfPixel,
-    /// Bilinear with `align_corners` coordinates.
-    BilinearAlignCorners,
-}
+pub use crate::ops::resize::ResizeMode;
 
 /// An operation of the IR. Inputs/outputs are listed in [`Node`]; the order is documented per op.
 #[derive(Clone, Debug, PartialEq)]
@@ -211,11 +202,6 @@ pub enum Op {
         /// Permutation.
         perm: Vec<usize>,
     },
-    /// Concatenate along an axis.
-    Concat {
-        /// Axis (non-negative).
-        axis: usize,
-    },
     /// Strided slice with resolved, clamped parameters, one entry per axis of the input.
     Slice {
         /// Start per axis.
@@ -223,18 +209,9 @@ pub enum Op {
         /// Step per axis (≥ 1).
         steps: Vec<usize>,
     },
-    /// Constant padding. `pads` is ONNX order: all begins, then all ends.
-    Pad {
-        /// Pads.
-        pads: Vec<usize>,
-        /// Fill value.
-        value: f32,
-    },
-    /// Spatial resize of NCHW to the output's shape.
-    Resize {
-        /// Interpolation.
-        mode: ResizeMode,
-    },
+    /// An op defined in one place in [`crate::ops`] (its import, shape rule, FP32 execution,
+    /// lowering and export), e.g. Resize.
+    Ext(crate::ops::ExtOp),
     /// Softmax along an axis.
     Softmax {
         /// Axis (non-negative).
@@ -268,10 +245,8 @@ impl Op {
             Op::ReduceMean { .. } => "ReduceMean",
             Op::Reshape => "Reshape",
             Op::Transpose { .. } => "Transpose",
-            Op::Concat { .. } => "Concat",
             Op::Slice { .. } => "Slice",
-            Op::Pad { .. } => "Pad",
-            Op::Resize { .. } => "Resize",
+            Op::Ext(e) => e.name(),
             Op::Softmax { .. } => "Softmax",
             Op::Identity => "Identity",
         }

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod fp32;
 pub mod ir;
 pub mod onnx;
+pub mod ops;
 pub mod passes;
 pub mod pipeline;
 pub mod ptq;

@@ -121,8 +121,13 @@ fn scalar_conv(a: &ConvArgs<'_>, out: &mut [i8], _scratch: &mut [i8]) {
     crate::reference::conv2d(a, out)
 }
 
-/// The scalar reference table.
-pub static SCALAR: Kernels = Kernels {
+/// The scalar reference entries: the base every level's table starts from.
+///
+/// A level's table lists only the entries it has a faster path for and takes the rest from here
+/// (`Kernels { level: .., gemm: .., ..GENERIC }`, as tract's `generic()` + `plug`), so adding an
+/// entry point means one field in [`Kernels`], its reference here, and overrides only in the
+/// levels that beat the reference.
+pub const GENERIC: Kernels = Kernels {
     level: Level::Scalar,
     gemm: crate::reference::gemm,
     conv2d: scalar_conv,
@@ -132,6 +137,9 @@ pub static SCALAR: Kernels = Kernels {
     max_pool: crate::reference::pool::max_pool,
     avg_pool: crate::reference::pool::avg_pool,
 };
+
+/// The scalar reference table ([`GENERIC`]).
+pub static SCALAR: Kernels = GENERIC;
 
 /// One compiled kernel table and the CPU features its code needs.
 #[derive(Debug)]

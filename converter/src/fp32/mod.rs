@@ -9,7 +9,7 @@
 //! output channels) on [`default_threads`] scoped threads.
 
 mod gemm;
-mod ops;
+pub(crate) mod ops;
 pub mod shape;
 
 use std::collections::HashMap;
@@ -319,10 +319,8 @@ fn exec(g: &Graph, node: &Node, ins: &[View<'_>], threads: usize) -> Result<Tens
         Op::ReduceMean { axes, .. } => ops::reduce_mean(x, axes, numel),
         Op::Reshape | Op::Identity => x.data.to_vec(),
         Op::Transpose { perm } => ops::transpose(x, perm, &out_shape),
-        Op::Concat { axis } => ops::concat(ins, *axis, &out_shape),
         Op::Slice { starts, steps } => ops::slice(x, starts, steps, &out_shape),
-        Op::Pad { pads, value } => ops::pad(x, pads, *value, &out_shape),
-        Op::Resize { mode } => ops::resize(x, *mode, &out_shape),
+        Op::Ext(e) => e.def().run_f32(ins, &out_shape).map_err(|m| Fp32Error::node(node, m))?,
         Op::Softmax { axis } => ops::softmax(x, *axis),
     };
     debug_assert_eq!(data.len(), numel);

@@ -1,7 +1,7 @@
 //! Kernels of the FP32 engine. Each takes input views and the (already checked) output shape.
 
 use super::gemm::{self, PackedA, MR, NR};
-use crate::ir::{Activation, ResizeMode, Window};
+use crate::ir::{Activation, Window};
 
 /// Borrowed tensor view.
 #[derive(Clone, Copy)]
@@ -602,62 +602,6 @@ pub(crate) fn pad(x: View<'_>, pads: &[usize], value: f32, out_shape: &[usize]) 
     out
 }
 
-/// Spatial resize of NCHW.
-pub(crate) fn resize(x: View<'_>, mode: ResizeMode, out_shape: &[usize]) -> Vec<f32> {
-    let (h, w) = (x.shape[2], x.shape[3]);
-    let (oh, ow) = (out_shape[2], out_shape[3]);
-    let planes = x.shape[0] * x.shape[1];
-    let mut out = Vec::with_capacity(planes * oh * ow);
-    if h == 0 || w == 0 {
-        out.resize(planes * oh * ow, 0.0);
-        return out;
-    }
-    match mode {
-        ResizeMode::Nearest => {
-            let ys: Vec<usize> = (0..oh).map(|y| (y * h / oh).min(h - 1)).collect();
-            let xs: Vec<usize> = (0..ow).map(|x| (x * w / ow).min(w - 1)).collect();
-            for p in 0..planes {
-                let ip = &x.data[p * h * w..][..h * w];
-                for &y in &ys {
-                    out.extend(xs.iter().map(|&xx| ip[y * w + xx]));
-                }
-            }
-        }
-        ResizeMode::BilinearHalfPixel | ResizeMode::BilinearAlignCorners => {
-            let coords = |o: usize, i: usize| -> Vec<(usize, usize, f32)> {
-                (0..o)
-                    .map(|d| {
-                        let src = if mode == ResizeMode::BilinearHalfPixel {
-                            ((d as f32 + 0.5) * i as f32 / o as f32 - 0.5).max(0.0)
-                        } else if o > 1 {
-                            d as f32 * (i - 1) as f32 / (o - 1) as f32
-                        } else {
-                            0.0
-                        };
-                        let src = src.min((i - 1) as f32);
-                        let i0 = src.floor() as usize;
-                        let i1 = (i0 + 1).min(i - 1);
-                        (i0, i1, src - i0 as f32)
-                    })
-                    .collect()
-            };
-            let ys = coords(oh, h);
-            let xs = coords(ow, w);
-            for p in 0..planes {
-                let ip = &x.data[p * h * w..][..h * w];
-                for &(y0, y1, ly) in &ys {
-                    for &(x0, x1, lx) in &xs {
-                        let a = ip[y0 * w + x0] * (1.0 - lx) + ip[y0 * w + x1] * lx;
-                        let b = ip[y1 * w + x0] * (1.0 - lx) + ip[y1 * w + x1] * lx;
-                        out.push(a * (1.0 - ly) + b * ly);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Softmax along `axis`.
 pub(crate) fn softmax(x: View<'_>, axis: usize) -> Vec<f32> {
     let d = x.shape[axis];
@@ -863,18 +807,6 @@ mod tests {
         let win = Window { kernel: [2, 2], stride: [2, 2], pads: [0; 4], dilation: [1, 1] };
         let m = pool(View { shape: &[1, 1, 5, 5], data: &x }, &win, &[1, 1, 3, 3], None, 2);
         assert_eq!(m, vec![6.0, 8.0, 9.0, 16.0, 18.0, 19.0, 21.0, 23.0, 24.0]);
-    }
-
-    #[test]
-    fn resize_modes() {
-        let x = [0.0f32, 1.0, 2.0, 3.0];
-        let v = View { shape: &[1, 1, 2, 2], data: &x };
-        let hp = resize(v, ResizeMode::BilinearHalfPixel, &[1, 1, 4, 4]);
-        assert_eq!(&hp[..8], &[0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5]);
-        let ac = resize(v, ResizeMode::BilinearAlignCorners, &[1, 1, 3, 3]);
-        assert_eq!(ac, vec![0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0]);
-        let nn = resize(v, ResizeMode::Nearest, &[1, 1, 2, 4]);
-        assert_eq!(nn, vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
     }
 
     #[test]

@@ -219,15 +219,7 @@ pub fn infer_output_shape(op: &Op, inputs: &[&[usize]], declared: Option<(&[usiz
                 }
             })
         }
-        Op::Resize { .. } => {
-            need(inputs, 1, 1)?;
-            let (_, dout) = declared.ok_or("Resize needs the declared output shape")?;
-            let x = inputs[0];
-            if x.len() != 4 || dout.len() != 4 {
-                return Err(format!("Resize expects NCHW, got {x:?} → {dout:?}"));
-            }
-            Ok(vec![x[0], x[1], dout[2], dout[3]])
-        }
+        Op::Ext(e) => e.def().output_shape(inputs, declared),
         Op::Slice { starts, steps } => {
             need(inputs, 1, 1)?;
             let (din, dout) = declared.ok_or("Slice needs the declared output shape")?;
@@ -258,36 +250,6 @@ pub fn infer_output_shape(op: &Op, inputs: &[&[usize]], declared: Option<(&[usiz
                 return Err(format!("Transpose perm {perm:?} is not a permutation of the axes of {x:?}"));
             }
             Ok(perm.iter().map(|&p| x[p]).collect())
-        }
-        Op::Concat { axis } => {
-            if inputs.is_empty() {
-                return Err("Concat without inputs".into());
-            }
-            let first = inputs[0];
-            if *axis >= first.len() {
-                return Err(format!("Concat axis {axis} out of range for {first:?}"));
-            }
-            let mut o = first.to_vec();
-            o[*axis] = 0;
-            for s in inputs {
-                if s.len() != first.len() || s.iter().zip(first).enumerate().any(|(i, (a, b))| i != *axis && a != b) {
-                    return Err(format!("Concat inputs {inputs:?} differ outside axis {axis}"));
-                }
-                o[*axis] = o[*axis].checked_add(s[*axis]).ok_or("Concat size overflows")?;
-            }
-            Ok(o)
-        }
-        Op::Pad { pads, .. } => {
-            need(inputs, 1, 1)?;
-            let x = inputs[0];
-            if pads.len() != 2 * x.len() {
-                return Err(format!("Pad has {} pads for rank {}", pads.len(), x.len()));
-            }
-            x.iter()
-                .enumerate()
-                .map(|(i, &d)| d.checked_add(pads[i]).and_then(|v| v.checked_add(pads[i + x.len()])))
-                .collect::<Option<Vec<usize>>>()
-                .ok_or_else(|| format!("Pad {pads:?} of {x:?} overflows"))
         }
     }
 }

@@ -9,7 +9,7 @@ use super::tensor::{self, checked_numel, dtype_name, is_float_type};
 use super::{AttributeFault, OnnxError, MAX_TENSOR_ELEMENTS};
 use crate::fp32::shape::{broadcast_shapes, infer_output_shape};
 use crate::fp32::{self, Tensor};
-use crate::ir::{Activation, ConstData, Graph, Node, Op, ResizeMode, TensorId, Window};
+use crate::ir::{Activation, ConstData, Graph, Node, Op, TensorId, Window};
 
 /// Per-node context: names the node in errors and reads attributes.
 struct Ctx<'n, 'a> {
@@ -539,6 +539,9 @@ impl<'m, 'a> Importer<'m, 'a> {
     }
 
     fn convert(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
+        if let Some(import) = crate::ops::importer(ctx.op()) {
+            return import(&mut ImportCx { imp: self, ctx });
+        }
         let opset = self.opset;
         match ctx.op() {
             "Constant" => self.constant(ctx),
@@ -581,7 +584,6 @@ impl<'m, 'a> Importer<'m, 'a> {
                 self.reshape_to(ctx, x, out)
             }
             "Reshape" => self.reshape(ctx),
-            "Concat" => self.concat(ctx),
             "Split" => self.split(ctx),
             "Range" => self.range(ctx),
             "ConstantOfShape" => self.constant_of_shape(ctx),
@@ -715,8 +717,6 @@ impl<'m, 'a> Importer<'m, 'a> {
                 self.emit(ctx, op, vec![x])
             }
             "Slice" => self.slice(ctx),
-            "Pad" => self.pad(ctx),
-            "Resize" | "Upsample" => self.resize(ctx),
             "Softmax" => self.softmax(ctx),
             _ => Err(OnnxError::UnsupportedOp {
                 file: self.file.to_string(),
@@ -872,37 +872,6 @@ impl<'m, 'a> Importer<'m, 'a> {
             out[i] = n_in / rest;
         }
         self.reshape_to(ctx, x, out)
-    }
-
-    fn concat(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
-        let mut ids = Vec::new();
-        for i in 0..ctx.node.input.len() {
-            if let Some(id) = self.opt_input(ctx, i)? {
-                ids.push(id);
-            }
-        }
-        if ids.is_empty() {
-            return Err(ctx.invalid("Concat without inputs"));
-        }
-        let rank = self.shape(ids[0]).len();
-        let axis = ctx.axis("axis", ctx.int("axis", 0)?, rank)?;
-        // zero-sized pieces (e.g. empty shape constants) contribute nothing
-        let nonempty: Vec<TensorId> = ids.iter().copied().filter(|&i| self.g.tensors[i].numel() > 0).collect();
-        let ids = if nonempty.is_empty() { vec![ids[0]] } else { nonempty };
-        let op = Op::Concat { axis };
-        let shapes: Vec<Vec<usize>> = ids.iter().map(|&i| self.shape(i)).collect();
-        let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
-        let out = infer_output_shape(&op, &refs, None).map_err(|m| ctx.invalid(m))?;
-        checked_numel(&out).ok_or_else(|| ctx.invalid("result too large"))?;
-        let consts: Option<Vec<Cv>> = ids.iter().map(|&i| self.cv(i)).collect();
-        if let Some(cs) = consts {
-            let parts: Vec<&Cv> = cs.iter().collect();
-            return self.out_const(ctx, constant::concat(&parts, axis, &out));
-        }
-        if ids.len() == 1 {
-            return self.emit(ctx, Op::Identity, ids);
-        }
-        self.emit(ctx, op, ids)
     }
 
     fn split(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
@@ -1475,148 +1444,6 @@ impl<'m, 'a> Importer<'m, 'a> {
         self.emit_shaped(ctx, Op::Slice { starts: st, steps: sp }, vec![x], Some(out))
     }
 
-    fn pad(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
-        let x = self.input(ctx, 0)?;
-        let s = self.shape(x);
-        let r = s.len();
-        let mode = ctx.string("mode", "constant")?;
-        if mode != "constant" {
-            return Err(ctx.unsupported("mode", format!("'{mode}' padding (only 'constant' is supported)")));
-        }
-        let (pads, value) = if self.opset >= 11 {
-            let p = self.const_input(ctx, 1, "pads")?.ok_or_else(|| ctx.invalid("missing pads"))?.to_i64();
-            let v = match self.const_input(ctx, 2, "constant_value")? {
-                Some(c) if c.data.len() == 1 => c.to_f32()[0],
-                Some(_) => return Err(ctx.invalid("constant_value must be a scalar")),
-                None => 0.0,
-            };
-            let p = if let Some(axes) = self.const_input(ctx, 3, "axes")? {
-                let axes = axes.to_i64();
-                if p.len() != 2 * axes.len() {
-                    return Err(ctx.invalid("pads length does not match axes"));
-                }
-                let mut full = vec![0i64; 2 * r];
-                for (i, &a) in axes.iter().enumerate() {
-                    let a = ctx.axis("axes", a, r)?;
-                    full[a] = p[i];
-                    full[a + r] = p[i + axes.len()];
-                }
-                full
-            } else {
-                p
-            };
-            (p, v)
-        } else {
-            let p = ctx.ints("pads")?.or(ctx.ints("paddings")?).ok_or_else(|| ctx.invalid("missing pads"))?;
-            (p, ctx.float("value", 0.0)?)
-        };
-        if pads.len() != 2 * r {
-            return Err(ctx.invalid(format!("{} pads for rank {r}", pads.len())));
-        }
-        if pads.iter().any(|&p| p < 0) {
-            return Err(ctx.unsupported("pads", format!("{pads:?}: negative pads (cropping) are not supported")));
-        }
-        if pads.iter().any(|&p| p > MAX_WINDOW) {
-            return Err(ctx.invalid(format!("pads {pads:?} are too large")));
-        }
-        let pads: Vec<usize> = pads.iter().map(|&p| p as usize).collect();
-        if pads.iter().all(|&p| p == 0) {
-            return self.identity(ctx);
-        }
-        self.emit(ctx, Op::Pad { pads, value }, vec![x])
-    }
-
-    fn resize(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
-        let x = self.input(ctx, 0)?;
-        let s = self.shape(x);
-        if s.len() != 4 {
-            return Err(ctx.unsupported("scales", format!("only 4-D NCHW inputs, got {s:?}")));
-        }
-        if s.contains(&0) {
-            return Err(ctx.invalid(format!("empty input {s:?}")));
-        }
-        let upsample = ctx.op() == "Upsample";
-        let (scales, sizes) = if upsample {
-            let sc = if self.opset >= 9 { self.const_input(ctx, 1, "scales")?.map(|c| c.to_f32()) } else { ctx.floats("scales")? };
-            (sc, None)
-        } else if self.opset < 11 {
-            (self.const_input(ctx, 1, "scales")?.map(|c| c.to_f32()), None)
-        } else {
-            let sc = self.const_input(ctx, 2, "scales")?.map(|c| c.to_f32()).filter(|v| !v.is_empty());
-            let sz = self.const_input(ctx, 3, "sizes")?.map(|c| c.to_i64()).filter(|v| !v.is_empty());
-            (sc, sz)
-        };
-        if ctx.ints("axes")?.is_some() {
-            return Err(ctx.unsupported("axes", "Resize with axes is not supported"));
-        }
-        if ctx.int("antialias", 0)? != 0 {
-            return Err(ctx.unsupported("antialias", "antialiased resize is not supported"));
-        }
-        let out: Vec<usize> = match (sizes, scales) {
-            (Some(sz), _) => {
-                if sz.len() != 4 {
-                    return Err(ctx.invalid(format!("sizes {sz:?} must have 4 values")));
-                }
-                usize_dims(ctx, "sizes", &sz)?
-            }
-            (None, Some(sc)) => {
-                if sc.len() != 4 || sc.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
-                    return Err(ctx.invalid(format!("scales {sc:?} must be 4 positive values")));
-                }
-                s.iter().zip(&sc).map(|(&d, &f)| (d as f32 * f).floor() as usize).collect()
-            }
-            (None, None) => return Err(ctx.invalid("neither scales nor sizes given")),
-        };
-        if out[0] != s[0] || out[1] != s[1] {
-            return Err(ctx.unsupported("scales", format!("only spatial resizing: {s:?} → {out:?}")));
-        }
-        if out[2] == 0 || out[3] == 0 {
-            return Err(ctx.invalid(format!("empty output {out:?}")));
-        }
-        let mode = ctx.string("mode", "nearest")?;
-        let default_ctm = if upsample { "asymmetric" } else { "half_pixel" };
-        let ctm = if upsample { default_ctm.to_string() } else { ctx.string("coordinate_transformation_mode", default_ctm)? };
-        let nearest_mode = if upsample { "floor".to_string() } else { ctx.string("nearest_mode", "round_prefer_floor")? };
-        let integer_up = (0..2).all(|a| out[2 + a].is_multiple_of(s[2 + a]));
-        let identity = out == s;
-        let m = match mode.as_str() {
-            "nearest" => {
-                let ok = identity
-                    || (ctm == "asymmetric" && nearest_mode == "floor")
-                    || (integer_up
-                        && (matches!(ctm.as_str(), "half_pixel" | "pytorch_half_pixel")
-                            && matches!(nearest_mode.as_str(), "round_prefer_floor" | "round_prefer_ceil")
-                            || ctm == "tf_half_pixel_for_nn" && nearest_mode == "floor"
-                            || ctm == "asymmetric" && nearest_mode == "floor"));
-                if !ok {
-                    return Err(ctx.unsupported(
-                        "coordinate_transformation_mode",
-                        format!("nearest resize with '{ctm}' / nearest_mode '{nearest_mode}' for {s:?} → {out:?}"),
-                    ));
-                }
-                ResizeMode::Nearest
-            }
-            "linear" | "bilinear" => match ctm.as_str() {
-                "half_pixel" => ResizeMode::BilinearHalfPixel,
-                "pytorch_half_pixel" if out[2] > 1 && out[3] > 1 => ResizeMode::BilinearHalfPixel,
-                "align_corners" => ResizeMode::BilinearAlignCorners,
-                _ if identity => ResizeMode::Nearest,
-                other => {
-                    return Err(ctx.unsupported(
-                        "coordinate_transformation_mode",
-                        format!("linear resize with '{other}' (supported: half_pixel, align_corners)"),
-                    ))
-                }
-            },
-            other => return Err(ctx.unsupported("mode", format!("'{other}' interpolation"))),
-        };
-        if identity {
-            return self.emit(ctx, Op::Identity, vec![x]);
-        }
-        checked_numel(&out).ok_or_else(|| ctx.invalid("output too large"))?;
-        self.emit_shaped(ctx, Op::Resize { mode: m }, vec![x], Some(out))
-    }
-
     fn softmax(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
         let x = self.input(ctx, 0)?;
         let s = self.shape(x);
@@ -1638,5 +1465,97 @@ impl<'m, 'a> Importer<'m, 'a> {
         let t = self.emit_node(ctx, "flatten", Op::Reshape, vec![x], &format!("{out_name}__2d"), Some(flat))?;
         let sm = self.emit_node(ctx, "softmax", Op::Softmax { axis: 1 }, vec![t], &format!("{out_name}__sm"), None)?;
         self.emit_shaped(ctx, Op::Reshape, vec![sm], Some(s))
+    }
+}
+
+/// What an op module's importer (see [`crate::ops`]) may do with the node being imported: read
+/// its attributes and inputs, report errors naming the node, and emit IR nodes.
+pub(crate) struct ImportCx<'x, 'm, 'a, 'n, 'c> {
+    imp: &'x mut Importer<'m, 'a>,
+    ctx: &'x Ctx<'n, 'c>,
+}
+
+impl ImportCx<'_, '_, '_, '_, '_> {
+    /// The node's `op_type`.
+    pub(crate) fn op_type(&self) -> &str {
+        self.ctx.op()
+    }
+    /// The model's opset of the default domain.
+    pub(crate) fn opset(&self) -> i64 {
+        self.ctx.opset
+    }
+    /// Input `i` (required).
+    pub(crate) fn input(&mut self, i: usize) -> R<TensorId> {
+        self.imp.input(self.ctx, i)
+    }
+    /// Number of inputs the node lists (empty names included).
+    pub(crate) fn num_inputs(&self) -> usize {
+        self.ctx.node.input.len()
+    }
+    /// Input `i`, `None` when absent or empty.
+    pub(crate) fn opt_input(&mut self, i: usize) -> R<Option<TensorId>> {
+        self.imp.opt_input(self.ctx, i)
+    }
+    /// An axis attribute value normalised against `rank` (error naming it when out of range).
+    pub(crate) fn attr_axis(&self, name: &str, value: i64, rank: usize) -> R<usize> {
+        self.ctx.axis(name, value, rank)
+    }
+    /// When every input in `ids` is a constant, bind the node's output to their concatenation
+    /// along `axis` (shape arithmetic) and return `true`.
+    pub(crate) fn fold_concat(&mut self, ids: &[TensorId], axis: usize, out: &[usize]) -> R<bool> {
+        let consts: Option<Vec<Cv>> = ids.iter().map(|&i| self.imp.cv(i)).collect();
+        let Some(cs) = consts else { return Ok(false) };
+        let parts: Vec<&Cv> = cs.iter().collect();
+        self.imp.out_const(self.ctx, constant::concat(&parts, axis, out))?;
+        Ok(true)
+    }
+    /// The (fixed) shape of a tensor.
+    pub(crate) fn shape(&self, id: TensorId) -> Vec<usize> {
+        self.imp.shape(id)
+    }
+    /// Optional input `i` as f32 values; an error naming `what` when it is not a constant.
+    pub(crate) fn const_f32(&mut self, i: usize, what: &str) -> R<Option<Vec<f32>>> {
+        Ok(self.imp.const_input(self.ctx, i, what)?.map(|c| c.to_f32()))
+    }
+    /// Optional input `i` as i64 values; an error naming `what` when it is not a constant.
+    pub(crate) fn const_i64(&mut self, i: usize, what: &str) -> R<Option<Vec<i64>>> {
+        Ok(self.imp.const_input(self.ctx, i, what)?.map(|c| c.to_i64()))
+    }
+    /// INT attribute.
+    pub(crate) fn attr_int(&self, name: &str, default: i64) -> R<i64> {
+        self.ctx.int(name, default)
+    }
+    /// INTS attribute.
+    pub(crate) fn attr_ints(&self, name: &str) -> R<Option<Vec<i64>>> {
+        self.ctx.ints(name)
+    }
+    /// FLOAT attribute.
+    pub(crate) fn attr_float(&self, name: &str, default: f32) -> R<f32> {
+        self.ctx.float(name, default)
+    }
+    /// FLOATS attribute.
+    pub(crate) fn attr_floats(&self, name: &str) -> R<Option<Vec<f32>>> {
+        self.ctx.floats(name)
+    }
+    /// STRING attribute.
+    pub(crate) fn attr_string(&self, name: &str, default: &str) -> R<String> {
+        self.ctx.string(name, default)
+    }
+    /// An "unsupported attribute" error naming the node, its opset and `attribute`.
+    pub(crate) fn unsupported(&self, attribute: &str, detail: impl Into<String>) -> OnnxError {
+        self.ctx.unsupported(attribute, detail)
+    }
+    /// An "invalid model" error naming the node.
+    pub(crate) fn invalid(&self, message: impl Into<String>) -> OnnxError {
+        self.ctx.invalid(message)
+    }
+    /// Emit `op` on `inputs` as the node's output 0, with its declared shape when the op's shape
+    /// rule needs one.
+    pub(crate) fn emit(&mut self, op: Op, inputs: Vec<TensorId>, shape: Option<Vec<usize>>) -> R<()> {
+        self.imp.emit_shaped(self.ctx, op, inputs, shape)
+    }
+    /// Bind the node's output 0 to `x` unchanged.
+    pub(crate) fn emit_identity(&mut self, x: TensorId) -> R<()> {
+        self.imp.emit(self.ctx, Op::Identity, vec![x])
     }
 }

@@ -14,7 +14,7 @@
 //! Expand, Equal, Less, Greater, Not, Where, Neg, …).
 
 mod constant;
-mod import;
+pub(crate) mod import;
 mod proto;
 mod tensor;
 mod wire;

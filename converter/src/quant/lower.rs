@@ -90,6 +90,53 @@ pub struct Lowered {
     pub exposed: Vec<(TensorId, Option<Chw>)>,
 }
 
+/// The lowered output of an op module (see [`crate::ops::OpDef::lower`]): its runtime id and
+/// layout.
+pub(crate) enum LowerOut {
+    /// A 4-D IR tensor stored NHWC.
+    Nhwc(u32),
+}
+
+/// What an op module's lowering may use: the writer, the node's name, its lowered inputs and
+/// its output's name and IR shape.
+pub(crate) struct LowerCx<'a> {
+    /// The runtime writer.
+    pub b: &'a mut Builder,
+    /// Node name.
+    pub name: &'a str,
+    inputs: Vec<Option<Act>>,
+    out_name: &'a str,
+    out_shape: &'a [usize],
+    out_q: QParams,
+}
+
+impl LowerCx<'_> {
+    /// Runtime id of input `i` when it is a lowered 4-D tensor stored NHWC.
+    pub(crate) fn input_nhwc(&self, i: usize) -> Option<u32> {
+        self.inputs.get(i).copied().flatten().filter(|a| a.lay == Lay::Nhwc).map(|a| a.id)
+    }
+    /// Number of node inputs.
+    pub(crate) fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+    /// Rank of the node's output in the IR.
+    pub(crate) fn out_rank(&self) -> usize {
+        self.out_shape.len()
+    }
+    /// The output's quantization from calibration (for ops that requantize).
+    pub(crate) fn out_qparams(&self) -> QParams {
+        self.out_q
+    }
+    /// Quantization of a lowered tensor.
+    pub(crate) fn qparams(&self, id: u32) -> QParams {
+        self.b.qparams(id)
+    }
+    /// Declare the node's output as an NHWC activation quantized with `q`.
+    pub(crate) fn new_nhwc(&mut self, q: QParams) -> u32 {
+        self.b.activation(self.out_name, &nhwc_dims(self.out_shape), q)
+    }
+}
+
 fn nhwc_dims(s: &[usize]) -> Vec<usize> {
     if s.len() == 4 {
         vec![s[0], s[2], s[3], s[1]]
@@ -383,9 +430,16 @@ pub fn lower(g: &Graph, cal: &Calibration, opts: &LowerOptions) -> Result<Lowere
                 acts[out] = Some(x);
                 continue;
             }
+            Op::Ext(op) => {
+                let inputs = node.inputs.iter().map(|&t| acts[t]).collect();
+                let mut cx = LowerCx { b: &mut b, name, inputs, out_name: &g.tensors[out].name, out_shape: &oshape, out_q: qp(out) };
+                match op.def().lower(&mut cx).map_err(e)? {
+                    LowerOut::Nhwc(id) => Act { id, lay: Lay::Nhwc },
+                }
+            }
             other => {
                 return Err(e(format!(
-                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax)",
+                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax, Resize, Concat, Pad)",
                     other.name()
                 )))
             }

@@ -13,7 +13,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::TrainError;
-use crate::ir::{Activation, ConstData, Graph, Op, ResizeMode, TensorId, Window};
+use crate::ir::{Activation, ConstData, Graph, Op, TensorId, Window};
+use crate::ops::{OnnxAttr, OnnxIn};
 
 /// Protobuf message builder (wire format).
 #[derive(Default)]
@@ -341,7 +342,6 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
             Op::Transpose { perm } => {
                 w.node(name, "Transpose", &ins, &[out], &[("perm", Attr::Is(perm.iter().map(|&p| p as i64).collect()))])
             }
-            Op::Concat { axis } => w.node(name, "Concat", &ins, &[out], &[("axis", Attr::I(*axis as i64))]),
             Op::Slice { starts, steps } => {
                 let (mut st, mut en, mut ax, mut sp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for a in 0..in_shape.len() {
@@ -360,38 +360,31 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
                 let p = w.const_i64(&format!("{name}__steps"), sp);
                 w.node(name, "Slice", &[ins[0].clone(), s, e, a, p], &[out], &[]);
             }
-            Op::Pad { pads, value } => {
-                let p = w.const_i64(&format!("{name}__pads"), pads.iter().map(|&v| v as i64).collect());
-                let v = w.const_f32(&format!("{name}__value"), &[], vec![*value]);
-                w.node(name, "Pad", &[ins[0].clone(), p, v], &[out], &[("mode", Attr::S("constant".into()))]);
-            }
-            Op::Resize { mode } => {
-                let mut scales = vec![1.0f32, 1.0];
-                for a in 2..4 {
-                    let mut s = out_shape[a] as f32 / in_shape[a] as f32;
-                    while ((in_shape[a] as f32) * s).floor() < out_shape[a] as f32 {
-                        s = f32::from_bits(s.to_bits() + 1);
-                    }
-                    scales.push(s);
+            Op::Ext(e) => {
+                let in_shapes: Vec<&[usize]> = node.inputs.iter().map(|&t| g.tensors[t].shape.as_slice()).collect();
+                let spec = e.def().to_onnx(&in_shapes, out_shape);
+                let mut inputs = Vec::with_capacity(spec.inputs.len());
+                for i in spec.inputs {
+                    inputs.push(match i {
+                        OnnxIn::Input(k) => ins[k].clone(),
+                        OnnxIn::F32(suffix, shape, v) => w.const_f32(&format!("{name}__{suffix}"), &shape, v),
+                        OnnxIn::I64(suffix, v) => w.const_i64(&format!("{name}__{suffix}"), v),
+                    });
                 }
-                let sc = w.const_f32(&format!("{name}__scales"), &[4], scales);
-                let roi = w.const_f32(&format!("{name}__roi"), &[0], vec![]);
-                let (m, ctm) = match mode {
-                    ResizeMode::Nearest => ("nearest", "asymmetric"),
-                    ResizeMode::BilinearHalfPixel => ("linear", "half_pixel"),
-                    ResizeMode::BilinearAlignCorners => ("linear", "align_corners"),
-                };
-                w.node(
-                    name,
-                    "Resize",
-                    &[ins[0].clone(), roi, sc],
-                    &[out],
-                    &[
-                        ("mode", Attr::S(m.into())),
-                        ("coordinate_transformation_mode", Attr::S(ctm.into())),
-                        ("nearest_mode", Attr::S("floor".into())),
-                    ],
-                );
+                let attrs: Vec<(&str, Attr)> = spec
+                    .attrs
+                    .into_iter()
+                    .map(|(k, a)| {
+                        (
+                            k,
+                            match a {
+                                OnnxAttr::I(v) => Attr::I(v),
+                                OnnxAttr::S(v) => Attr::S(v),
+                            },
+                        )
+                    })
+                    .collect();
+                w.node(name, spec.op_type, &inputs, &[out], &attrs);
             }
             Op::Softmax { axis } => w.node(name, "Softmax", &ins, &[out], &[("axis", Attr::I(*axis as i64))]),
             Op::Identity => w.node(name, "Identity", &ins, &[out], &[]),
@@ -482,9 +475,9 @@ mod tests {
         let a1 = b.op(Op::Add { act: Activation::Relu }, vec![m1, c2], None);
         let p1 = b.op(Op::MaxPool { window: win(2, 2, 0), ceil_mode: false }, vec![a1], None);
         let p2 = b.op(Op::AvgPool { window: win(3, 1, 1), ceil_mode: false, count_include_pad: false }, vec![p1], None);
-        let cat = b.op(Op::Concat { axis: 1 }, vec![p1, p2], None);
+        let cat = b.op(crate::ops::concat::op(1), vec![p1, p2], None);
         let tr = b.op(Op::Transpose { perm: vec![0, 1, 3, 2] }, vec![cat], None);
-        let pd = b.op(Op::Pad { pads: vec![0, 0, 1, 1, 0, 0, 0, 1], value: 0.25 }, vec![tr], None);
+        let pd = b.op(crate::ops::pad::op(vec![0, 0, 1, 1, 0, 0, 0, 1], 0.25), vec![tr], None);
         let sl = b.op(Op::Slice { starts: vec![0, 0, 0, 1], steps: vec![1, 2, 1, 1] }, vec![pd], Some(vec![1, 4, 3, 3]));
         let sg = b.op(Op::Sigmoid, vec![sl], None);
         let two = b.g.add_tensor("two", vec![1], Some(ConstData::F32(vec![2.0])));
@@ -499,12 +492,12 @@ mod tests {
         let hs = b.op(Op::HardSigmoid { alpha: 0.2, beta: 0.5 }, vec![s2], None);
         let f = b.op(Op::Reshape, vec![hs], Some(vec![1, 4]));
         let fl = b.op(Op::Reshape, vec![th], Some(vec![1, 36]));
-        let cc = b.op(Op::Concat { axis: 1 }, vec![f, fl], None);
+        let cc = b.op(crate::ops::concat::op(1), vec![f, fl], None);
         let (wd, bd) = (b.c(&[5, 40]), b.c(&[5]));
         let d = b.op(Op::Dense { act: Activation::None }, vec![cc, wd, bd], None);
         let r3 = b.op(Op::Reshape, vec![d], Some(vec![1, 5, 1]));
         let r4 = b.op(Op::Reshape, vec![r3], Some(vec![1, 5, 1, 1]));
-        let up = b.op(Op::Resize { mode: ResizeMode::Nearest }, vec![r4], Some(vec![1, 5, 2, 2]));
+        let up = b.op(crate::ops::resize::op(crate::ir::ResizeMode::Nearest), vec![r4], Some(vec![1, 5, 2, 2]));
         let fl2 = b.op(Op::Reshape, vec![up], Some(vec![1, 20]));
         let sm = b.op(Op::Softmax { axis: 1 }, vec![fl2], None);
         b.g.outputs = vec![sm];

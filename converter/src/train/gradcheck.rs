@@ -17,7 +17,7 @@
 use super::net::{Mode, Net, Tape};
 use crate::fp32::shape::infer_output_shape;
 use crate::fp32::Tensor;
-use crate::ir::{Activation, ConstData, Graph, Node, Op, Window};
+use crate::ir::{Activation, ConstData, Graph, Node, Op, ResizeMode, Window};
 
 struct Lcg(u64);
 impl Lcg {
@@ -390,12 +390,16 @@ fn reductions_reshapes_concat_softmax() {
     check("reducemean", Op::ReduceMean { axes: vec![1], keepdims: false }, vec![input(&[2, 3, 4], 1.0, 36)]);
     check("reducemean keep", Op::ReduceMean { axes: vec![0, 2], keepdims: true }, vec![input(&[2, 3, 4], 1.0, 37)]);
     check_mode("reshape", Op::Reshape, vec![input(&[2, 3, 4], 1.0, 38)], Some(vec![2, 12]), Mode::Train);
-    check("concat", Op::Concat { axis: 1 }, vec![input(&[2, 3, 4], 1.0, 39), input(&[2, 2, 4], 1.0, 40)]);
+    check("concat", crate::ops::concat::op(1), vec![input(&[2, 3, 4], 1.0, 39), input(&[2, 2, 4], 1.0, 40)]);
+    for (k, mode) in [ResizeMode::Nearest, ResizeMode::BilinearHalfPixel, ResizeMode::BilinearAlignCorners].into_iter().enumerate() {
+        let op = crate::ops::resize::op(mode);
+        check_mode("resize", op, vec![input(&[2, 2, 3, 4], 1.0, 60 + k as u64)], Some(vec![2, 2, 7, 6]), Mode::Train);
+    }
     check("softmax last", Op::Softmax { axis: 1 }, vec![input(&[3, 5], 2.0, 41)]);
     check("softmax mid", Op::Softmax { axis: 1 }, vec![input(&[2, 3, 4], 2.0, 42)]);
     check("transpose", Op::Transpose { perm: vec![2, 0, 1] }, vec![input(&[2, 3, 4], 1.0, 43)]);
     check_mode("slice", Op::Slice { starts: vec![1, 0], steps: vec![2, 2] }, vec![input(&[4, 6], 1.0, 44)], Some(vec![2, 3]), Mode::Train);
-    check("pad", Op::Pad { pads: vec![0, 1, 1, 2], value: 0.5 }, vec![input(&[2, 3], 1.0, 45)]);
+    check("pad", crate::ops::pad::op(vec![0, 1, 1, 2], 0.5), vec![input(&[2, 3], 1.0, 45)]);
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub mod data;
 pub mod distill;
 pub mod export;
 mod gemm;
-mod kernels;
+pub(crate) mod kernels;
 pub mod loss;
 pub mod net;
 pub mod optim;

@@ -3,6 +3,7 @@
 
 use super::kernels::{self, BnStats, ConvShape, PoolShape};
 use super::TrainError;
+use crate::fp32::ops::View;
 use crate::fp32::{self, Tensor};
 use crate::ir::{ConstData, Graph, Node, Op, TensorId};
 use crate::passes;
@@ -598,22 +599,6 @@ impl Net {
                 out.push((0, dx));
             }
             Op::Reshape | Op::Identity => out.push((0, dy.to_vec())),
-            Op::Concat { axis } => {
-                let outer: usize = ys[..*axis].iter().product();
-                let out_chunk: usize = ys[*axis..].iter().product();
-                let mut off = 0;
-                for (k, &t) in ins.iter().enumerate() {
-                    let chunk: usize = self.shape_of(values, t)[*axis..].iter().product();
-                    if need[t] {
-                        let mut g = Vec::with_capacity(outer * chunk);
-                        for o in 0..outer {
-                            g.extend_from_slice(&dy[o * out_chunk + off..][..chunk]);
-                        }
-                        out.push((k, g));
-                    }
-                    off += chunk;
-                }
-            }
             Op::Softmax { axis } => {
                 let d = ys[*axis];
                 let inner: usize = ys[*axis + 1..].iter().product();
@@ -648,15 +633,19 @@ impl Net {
                 kernels::for_each_bcast(&ys, &sst, &zero, |o, ix, _| dx[base + ix] += dy[o]);
                 out.push((0, dx));
             }
-            Op::Pad { pads, .. } => {
-                let ost = kernels::contiguous_strides(&ys);
-                let base: usize = (0..xs.len()).map(|i| pads[i] * ost[i]).sum();
-                let zero = vec![0; xs.len()];
-                let mut dx = vec![0.0f32; x.len()];
-                kernels::for_each_bcast(&xs, &ost, &zero, |i, io, _| dx[i] = dy[base + io]);
-                out.push((0, dx));
+            Op::Ext(e) => {
+                let mut views = Vec::with_capacity(ins.len());
+                for &t in ins {
+                    views.push(View { shape: self.shape_of(values, t), data: self.data_of(values, t, node)? });
+                }
+                let need_k: Vec<bool> = (0..ins.len()).map(nd).collect();
+                let grads = e
+                    .def()
+                    .backward(&views, View { shape: &ys, data: y }, dy, &need_k)
+                    .map_err(|m| TrainError::Graph(format!("node '{}': {m}", node.name)))?;
+                out.extend(grads);
             }
-            Op::ConvTranspose { .. } | Op::Resize { .. } => {
+            Op::ConvTranspose { .. } => {
                 return Err(TrainError::Graph(format!(
                     "node '{}': no gradient implemented for {} (it cannot be trained through)",
                     node.name,

@@ -245,8 +245,8 @@ enum Point {
 }
 
 /// Which tensors of a lowerable (folded, optimized) graph get their own quantization
-/// parameters in [`lower`]: graph inputs and the outputs of every op that requantizes. MaxPool,
-/// Reshape and Identity keep their input's grid (no entry).
+/// parameters in [`lower`]: graph inputs and the outputs of every op that requantizes. Ops that
+/// keep their input's grid (MaxPool, Reshape, Identity, Resize: [`keeps_grid`]) get no entry.
 fn quant_points(g: &Graph) -> Vec<Option<Point>> {
     let mut p = vec![None; g.tensors.len()];
     for &i in &g.inputs {
@@ -254,7 +254,7 @@ fn quant_points(g: &Graph) -> Vec<Option<Point>> {
     }
     for n in &g.nodes {
         let kind = match n.op {
-            Op::MaxPool { .. } | Op::Reshape | Op::Identity => None,
+            _ if keeps_grid(&n.op) => None,
             Op::Softmax { .. } => Some(Point::Fixed(QParams { scale: 1.0 / 256.0, zero_point: -128 })),
             _ => Some(Point::Ranged),
         };
@@ -263,6 +263,15 @@ fn quant_points(g: &Graph) -> Vec<Option<Point>> {
         }
     }
     p
+}
+
+/// Whether `op`'s output stays on its first input's quantization grid in [`lower`].
+fn keeps_grid(op: &Op) -> bool {
+    match op {
+        Op::MaxPool { .. } | Op::Reshape | Op::Identity => true,
+        Op::Ext(e) => e.def().keeps_grid(),
+        _ => false,
+    }
 }
 
 /// The real interval `[lo, hi]` an int8 tensor with `q` represents.
@@ -591,7 +600,7 @@ impl FakeQuantModel {
                 return qparams_of(p, self.ranges[t]);
             }
             let n = &self.graph.nodes[self.graph.producer(t)?];
-            if !matches!(n.op, Op::MaxPool { .. } | Op::Reshape | Op::Identity) {
+            if !keeps_grid(&n.op) {
                 return None;
             }
             t = n.inputs[0];

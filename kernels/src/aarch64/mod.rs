@@ -8,7 +8,9 @@
 //!
 //! Every level shares the NEON elementwise addition (`smull`/`smlal` on the 16-bit digits of
 //! [`driver::AddFast`]) and the portable multiplication and max / global average pooling of
-//! [`driver`].
+//! [`driver`]: `dotprod` starts from the `neon` table and overrides GEMM and convolution, `i8mm`
+//! starts from `dotprod` and overrides them again; entries no level overrides come from the
+//! reference ([`GENERIC`]).
 //!
 //! `sdot` and `smmla` are emitted with `asm!` (their intrinsics are unstable) inside functions
 //! compiled with the `dotprod` / `i8mm` target features; the tables holding them are handed out
@@ -20,13 +22,11 @@
 mod dot;
 mod neon;
 
-use crate::dispatch::{Kernels, Level, Variant, SCALAR};
+use crate::dispatch::{Kernels, Level, Variant, GENERIC, SCALAR};
 use crate::driver;
 use crate::features::Features;
-use crate::params::{Conv2d, Gemm};
-use crate::reference::conv::{ConvArgs, DepthwiseArgs};
-use crate::reference::eltwise::MulArgs;
-use crate::reference::pool::AvgPoolArgs;
+use crate::params::Gemm;
+use crate::reference::conv::ConvArgs;
 
 const REQ_NEON: Features = Level::Neon.required();
 const REQ_DOT: Features = Level::NeonDot.required();
@@ -36,24 +36,20 @@ const REQ_I8MM: Features = Level::NeonI8mm.required();
 fn conv_neon(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
     driver::conv2d_im2col(a, out, scratch, neon::gemm, None)
 }
-fn avgpool_neon(a: &AvgPoolArgs, x: &[i8], y: &mut [i8]) {
-    driver::avg_pool(a, x, y)
-}
-fn maxpool_neon(g: &Conv2d, x: &[i8], y: &mut [i8], lo: i32, hi: i32) {
-    driver::max_pool(g, x, y, lo, hi)
-}
-fn mul_neon(a: &MulArgs<'_>, out: &mut [i8]) {
-    driver::mul(a, out)
-}
+// NEON is part of the aarch64 baseline: the portable drivers need no `#[target_feature]` wrapper
+// and are listed directly.
+// every entry is overridden; `..GENERIC` makes a new entry default to the reference
+#[allow(clippy::needless_update)]
 static NEON: Kernels = Kernels {
     level: Level::Neon,
     gemm: neon::gemm,
     conv2d: conv_neon,
     depthwise2d: neon::depthwise,
     add: neon::add,
-    mul: mul_neon,
-    max_pool: maxpool_neon,
-    avg_pool: avgpool_neon,
+    mul: driver::mul,
+    max_pool: driver::max_pool,
+    avg_pool: driver::avg_pool,
+    ..GENERIC
 };
 
 // --- DotProd -----------------------------------------------------------------------------------
@@ -86,19 +82,7 @@ fn conv_dot(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
         driver::conv2d_im2col(a, out, scratch, gemm_dot, None)
     }
 }
-fn dw_neon(a: &DepthwiseArgs<'_>, out: &mut [i8]) {
-    neon::depthwise(a, out)
-}
-static DOT: Kernels = Kernels {
-    level: Level::NeonDot,
-    gemm: gemm_dot,
-    conv2d: conv_dot,
-    depthwise2d: dw_neon,
-    add: neon::add,
-    mul: mul_neon,
-    max_pool: maxpool_neon,
-    avg_pool: avgpool_neon,
-};
+static DOT: Kernels = Kernels { level: Level::NeonDot, gemm: gemm_dot, conv2d: conv_dot, ..NEON };
 
 // --- I8MM --------------------------------------------------------------------------------------
 /// Shortest reduction for which the `smmla` GEMM runs; shorter ones (first layers, small-K 1×1
@@ -128,16 +112,7 @@ fn conv_i8mm(a: &ConvArgs<'_>, out: &mut [i8], scratch: &mut [i8]) {
         driver::conv2d_im2col(a, out, scratch, gemm_i8mm, None)
     }
 }
-static I8MM: Kernels = Kernels {
-    level: Level::NeonI8mm,
-    gemm: gemm_i8mm,
-    conv2d: conv_i8mm,
-    depthwise2d: dw_neon,
-    add: neon::add,
-    mul: mul_neon,
-    max_pool: maxpool_neon,
-    avg_pool: avgpool_neon,
-};
+static I8MM: Kernels = Kernels { level: Level::NeonI8mm, gemm: gemm_i8mm, conv2d: conv_i8mm, ..DOT };
 
 /// Every table compiled for aarch64 (see [`crate::dispatch::variants`]).
 pub(crate) static VARIANTS: [Variant; 4] = [
