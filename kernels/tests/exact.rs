@@ -1,10 +1,16 @@
 //! Property tests: every kernel table this CPU can run must produce exactly the bytes of the
 //! scalar reference (zero tolerance) on random GEMM, convolution and depthwise problems.
 //!
-//! Levels the CPU cannot run are reported as `skipped <variant>: CPU lacks <features>`.
+//! Every test fails unless it compared each table the CPU can run (judged by the operating
+//! system's report of the CPU, not only by the crate's detection; see `common`), and
+//! `levels_compared` prints one line naming the tables compared and those the CPU lacks.
 //! `TEMPER_TEST_CASES` scales the number of random cases (default 1.0, e.g. `0.25` under qemu),
 //! `TEMPER_TEST_SEED` changes the seed.
 
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use temper_kernels::dispatch::{conv_scratch_len, variants, Kernels, Variant, SCALAR};
 use temper_kernels::pack;
 use temper_kernels::params::{Conv2d, Gemm, Nhwc, OutQuant};
@@ -48,18 +54,49 @@ fn cases(default: usize) -> usize {
     ((default as f64 * scale).ceil() as usize).max(1)
 }
 
-/// The variants to compare with the reference; prints the ones this CPU cannot run.
-fn runnable() -> Vec<(&'static Variant, &'static Kernels)> {
-    let mut v = Vec::new();
-    for var in variants() {
-        match var.kernels() {
-            Some(k) if var.name != "scalar" => v.push((var, k)),
-            Some(_) => {}
-            None => println!("skipped {}: CPU lacks {}", var.name, var.missing()),
+thread_local! {
+    /// Comparisons with the scalar reference made by the test running on this thread, per table.
+    static COMPARED: RefCell<BTreeMap<&'static str, usize>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// The tables a test compares with the reference. When the test ends without a panic, dropping
+/// this checks that the test compared every table the CPU can run (`common::check`).
+struct Runnable(Vec<(&'static Variant, &'static Kernels)>);
+
+impl std::ops::Deref for Runnable {
+    type Target = [(&'static Variant, &'static Kernels)];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Runnable {
+    type Item = &'a (&'static Variant, &'static Kernels);
+    type IntoIter = std::slice::Iter<'a, (&'static Variant, &'static Kernels)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl Drop for Runnable {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let compared = COMPARED.with(|c| c.take());
+        if let Err(e) = common::check(&compared) {
+            panic!("{e}");
         }
     }
+}
+
+/// The SIMD tables this CPU runs, to compare with the scalar reference (the comparison count of
+/// this thread starts at zero).
+fn runnable() -> Runnable {
+    COMPARED.with(|c| c.borrow_mut().clear());
+    let v: Vec<_> = variants().iter().filter(|var| var.name != "scalar").filter_map(|var| Some((var, var.kernels()?))).collect();
     println!("testing against scalar: {:?}", v.iter().map(|(var, _)| var.name).collect::<Vec<_>>());
-    v
+    Runnable(v)
 }
 
 /// Random weights: full range, symmetric `[-127, 127]` (paths that pair products in 16 bits
@@ -173,7 +210,10 @@ fn bits_for(k: usize) -> u32 {
 const SENTINEL: i8 = 0x5a;
 const GUARD: usize = 67;
 
-fn check_equal(what: &str, variant: &str, case: &str, want: &[i8], got: &[i8]) {
+/// Require `got` (from table `variant`) to equal the scalar reference's `want`, and count the
+/// comparison for `variant`.
+fn check_equal(what: &str, variant: &'static str, case: &str, want: &[i8], got: &[i8]) {
+    COMPARED.with(|c| *c.borrow_mut().entry(variant).or_default() += 1);
     if want != got {
         let i = want.iter().zip(got).position(|(a, b)| a != b).unwrap();
         panic!(
@@ -182,6 +222,15 @@ fn check_equal(what: &str, variant: &str, case: &str, want: &[i8], got: &[i8]) {
             got[i],
             want.iter().zip(got).filter(|(a, b)| a != b).count()
         );
+    }
+}
+
+/// Require the `GUARD` bytes after the first `len` of `buf` to be untouched. (A table's guard
+/// bytes are compared with the reference's by `check_equal`; this pins the reference's.)
+fn assert_guard(what: &str, case: &str, buf: &[i8], len: usize) {
+    assert_eq!(buf.len(), len + GUARD);
+    if let Some(i) = buf[len..].iter().position(|&b| b != SENTINEL) {
+        panic!("{what} wrote past its {len} outputs: {case}, guard byte {i} is {}", buf[len + i]);
     }
 }
 
@@ -206,6 +255,7 @@ fn gemm_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
     let clen = (m - 1) * ldc + n + GUARD;
     let mut want = vec![SENTINEL; clen];
     (SCALAR.gemm)(&g, &mut want, ldc);
+    assert_guard("gemm (scalar)", "random", &want, want.len() - GUARD);
     let desc = format!(
         "case {case}: m={m} n={n} k={k} lda={lda} ldc={ldc} za={za} per_tensor={} zp={} clamp=[{}, {}] shifts={:?}",
         qu.mult.len() == 1,
@@ -218,6 +268,27 @@ fn gemm_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
         let mut got = vec![SENTINEL; clen];
         (kern.gemm)(&g, &mut got, ldc);
         check_equal("gemm", var.name, &desc, &want, &got);
+    }
+}
+
+/// One line per run naming the tables compared on this CPU (and those it lacks), after a few
+/// cases of every kernel entry point; fails like every test here if a table the CPU runs was
+/// not compared or the detection disagrees with the operating system.
+#[test]
+fn levels_compared() {
+    let kernels = runnable();
+    let mut r = Rng::new(16);
+    for case in 0..4 {
+        gemm_case(&mut r, &kernels, case);
+        conv_case(&mut r, &kernels, case, 1);
+        depthwise_case(&mut r, &kernels, case, 1);
+        add_case(&mut r, &kernels, case);
+        mul_case(&mut r, &kernels, case);
+    }
+    let compared = COMPARED.with(|c| c.borrow().clone());
+    match common::check(&compared) {
+        Ok(line) => common::announce(&line),
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -253,6 +324,7 @@ fn gemm_requant_edges() {
                 let g = Gemm { m: 3, n, k: 1, a: &a, lda: 1, b: &b, bias: &bias, bias_u8: &bias, q };
                 let mut want = vec![SENTINEL; 3 * n + GUARD];
                 (SCALAR.gemm)(&g, &mut want, n);
+                assert_guard("gemm requant (scalar)", "requant edges", &want, want.len() - GUARD);
                 for (var, kern) in &kernels {
                     let mut got = vec![SENTINEL; 3 * n + GUARD];
                     (kern.gemm)(&g, &mut got, n);
@@ -349,6 +421,7 @@ fn conv_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize, parts: 
     let mut want = vec![SENTINEL; olen];
     let mut scratch = vec![0x33i8; conv_scratch_len(&g)];
     (SCALAR.conv2d)(&args, &mut want, &mut scratch);
+    assert_guard("conv2d (scalar)", "random", &want, want.len() - GUARD);
     let desc = format!("case {case}: {g:?} cig={cig} cog={cog} k={k} za={za}");
     for (var, kern) in kernels {
         let mut got = vec![SENTINEL; olen];
@@ -448,10 +521,11 @@ fn conv2d_real_layers() {
         let p = pack_weights(&mut r, &w, cout, kk, za, false);
         let qu = quant(&mut r, cout, bits_for(kk));
         let args = ConvArgs { geom: g, input: &input, input_zp: za, weights: &p.b, bias: &p.bias, bias_u8: &p.bias_u8, q: qu.q() };
-        let mut want = vec![SENTINEL; g.output.len()];
+        let mut want = vec![SENTINEL; g.output.len() + GUARD];
         (SCALAR.conv2d)(&args, &mut want, &mut []);
+        assert_guard("conv2d (scalar)", &format!("layer {case}"), &want, g.output.len());
         for (var, kern) in &kernels {
-            let mut got = vec![SENTINEL; g.output.len()];
+            let mut got = vec![SENTINEL; g.output.len() + GUARD];
             let mut scratch = vec![0i8; conv_scratch_len(&g)];
             (kern.conv2d)(&args, &mut got, &mut scratch);
             check_equal("conv2d", var.name, &format!("layer {case}: {g:?}"), &want, &got);
@@ -477,6 +551,7 @@ fn depthwise_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize, pa
     let olen = g.output.len() + GUARD;
     let mut want = vec![SENTINEL; olen];
     (SCALAR.depthwise2d)(&args, &mut want);
+    assert_guard("depthwise2d (scalar)", "random", &want, want.len() - GUARD);
     let desc = format!("case {case}: {g:?} za={za}");
     for (var, kern) in kernels {
         let mut got = vec![SENTINEL; olen];
@@ -534,10 +609,11 @@ fn depthwise2d_large_windows() {
         let bias: Vec<i32> = (0..c).map(|_| r.range(-1000, 1000) as i32).collect();
         let qu = quant(&mut r, c, bits_for(kh * kw));
         let args = DepthwiseArgs { geom: g, input: &input, input_zp: 5, weights: &wts, bias: &bias, q: qu.q() };
-        let mut want = vec![SENTINEL; g.output.len()];
+        let mut want = vec![SENTINEL; g.output.len() + GUARD];
         (SCALAR.depthwise2d)(&args, &mut want);
+        assert_guard("depthwise2d (scalar)", &format!("{kh}x{kw}"), &want, g.output.len());
         for (var, kern) in &kernels {
-            let mut got = vec![SENTINEL; g.output.len()];
+            let mut got = vec![SENTINEL; g.output.len() + GUARD];
             (kern.depthwise2d)(&args, &mut got);
             check_equal("depthwise2d", var.name, &format!("{kh}x{kw}"), &want, &got);
         }
@@ -608,6 +684,7 @@ fn add_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
 fn against_reference(what: &str, kernels: &[(&Variant, &Kernels)], desc: &str, len: usize, call: impl Fn(&Kernels, &mut [i8])) {
     let mut want = vec![SENTINEL; len + GUARD];
     call(&SCALAR, &mut want);
+    assert_guard(what, desc, &want, want.len() - GUARD);
     for (var, kern) in kernels {
         let mut got = vec![SENTINEL; len + GUARD];
         call(kern, &mut got);
@@ -703,6 +780,7 @@ fn max_pool_matches_reference() {
         let olen = g.output.len() + GUARD;
         let mut want = vec![SENTINEL; olen];
         (SCALAR.max_pool)(&g, &input, &mut want, min, max);
+        assert_guard("max_pool (scalar)", "random", &want, want.len() - GUARD);
         for (var, kern) in &kernels {
             let mut got = vec![SENTINEL; olen];
             (kern.max_pool)(&g, &input, &mut got, min, max);
@@ -742,6 +820,7 @@ fn avg_pool_matches_reference() {
         let olen = geom.output.len() + GUARD;
         let mut want = vec![SENTINEL; olen];
         (SCALAR.avg_pool)(&args, &input, &mut want);
+        assert_guard("avg_pool (scalar)", "random", &want, want.len() - GUARD);
         for (var, kern) in &kernels {
             let mut got = vec![SENTINEL; olen];
             (kern.avg_pool)(&args, &input, &mut got);
@@ -789,6 +868,7 @@ fn depthwise2d_real_layers() {
         let args = DepthwiseArgs { geom: g, input: &input, input_zp: za, weights: &wts, bias: &bias, q: qu.q() };
         let mut want = vec![SENTINEL; g.output.len() + GUARD];
         (SCALAR.depthwise2d)(&args, &mut want);
+        assert_guard("depthwise2d (scalar)", "real layer", &want, want.len() - GUARD);
         for (var, kern) in &kernels {
             let mut got = vec![SENTINEL; g.output.len() + GUARD];
             (kern.depthwise2d)(&args, &mut got);
@@ -812,6 +892,7 @@ fn gemm_large_outputs() {
         let g = Gemm { m, n, k, a: &a, lda: k, b: &p.b, bias: &p.bias, bias_u8: &p.bias_u8, q: qu.q() };
         let mut want = vec![SENTINEL; (m - 1) * ldc + n + GUARD];
         (SCALAR.gemm)(&g, &mut want, ldc);
+        assert_guard("gemm (scalar)", "large", &want, want.len() - GUARD);
         for (var, kern) in &kernels {
             let mut got = vec![SENTINEL; want.len()];
             (kern.gemm)(&g, &mut got, ldc);
