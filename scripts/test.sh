@@ -47,5 +47,7 @@ for features in firmware selftest; do
 done
 targets/controller/run_firmware_qemu.sh
 targets/controller/size.sh
+stage "fuzz: each loader target 20 s (cargo-fuzz, libFuzzer + AddressSanitizer; a crash fails)"
+scripts/fuzz.sh 20
 echo "   [stage time $((SECONDS - t_stage)) s]"
 echo "all test stages passed in $((SECONDS - t_all)) s"
