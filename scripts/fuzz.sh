@@ -8,9 +8,28 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs="${1:-300}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# Exit status: non-zero when any target's `cargo fuzz run` fails (a crash, a leak, a timeout,
+# a build error); every target still runs. The full log of a failing target is kept in
+# fuzz/artifacts/TARGET/last-run.log and its last lines are printed.
+failed=()
 for t in model_from_bytes onnx_import npy_read; do
-  mkdir -p "corpus/$t"
+  mkdir -p "corpus/$t" "artifacts/$t"
   cp -n seeds/$t/* "corpus/$t/" 2>/dev/null || true
   echo "== $t ($secs s)"
-  RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=500000 -rss_limit_mb=4096 2>&1 | grep -E "DONE|Done|crash|panicked|ERROR" || true
+  log="artifacts/$t/last-run.log"
+  set +e
+  RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=500000 -rss_limit_mb=4096 2>&1 |
+    tee "$log" | grep --line-buffered -E "DONE|Done|crash|panicked|ERROR|SUMMARY"
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$rc" -ne 0 ]; then
+    echo "!! $t: cargo fuzz exited with status $rc (full log: fuzz/$log; a crash input is in fuzz/artifacts/$t/)"
+    tail -n 30 "$log"
+    failed+=("$t")
+  fi
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzzing failed: ${failed[*]}"
+  exit 1
+fi
+echo "fuzzing: no crash in ${secs} s per target"

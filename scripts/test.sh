@@ -26,9 +26,13 @@ stage "no_std builds"
 cargo build -p temper-runtime -p temper-kernels --no-default-features --target thumbv7em-none-eabihf
 cargo build -p temper-runtime -p temper-kernels --no-default-features --target aarch64-unknown-none
 stage "aarch64 under qemu-aarch64: kernels, runtime, and the workspace integration tests (mutation, sessions on threads, ops)"
-for cpu in cortex-a53 cortex-a76 max; do
-  echo "-- QEMU_CPU=$cpu"
-  QEMU_CPU=$cpu cargo test -p temper-kernels -p temper-runtime -p temper-tests --target aarch64-unknown-linux-gnu
+# TEMPER_EXPECT_LEVELS: exactly the kernel tables the emulated core must run (the tests fail
+# on any other set and print a "levels compared (aarch64): ..." line).
+for cpu_levels in cortex-a53:neon cortex-a76:neon,dotprod max:neon,dotprod,i8mm; do
+  cpu=${cpu_levels%%:*}
+  echo "-- QEMU_CPU=$cpu (tables compared: ${cpu_levels#*:})"
+  QEMU_CPU=$cpu TEMPER_EXPECT_LEVELS=${cpu_levels#*:} \
+    cargo test -p temper-kernels -p temper-runtime -p temper-tests --target aarch64-unknown-linux-gnu
 done
 echo "-- mutation test under qemu-aarch64 (QEMU_CPU=cortex-a53: the NEON path; mutant counts)"
 QEMU_CPU=cortex-a53 cargo test -p temper-tests --test mutation --target aarch64-unknown-linux-gnu -- --nocapture
@@ -47,5 +51,7 @@ for features in firmware selftest; do
 done
 targets/controller/run_firmware_qemu.sh
 targets/controller/size.sh
+stage "fuzz: each loader target 20 s (cargo-fuzz, libFuzzer + AddressSanitizer; a crash fails)"
+scripts/fuzz.sh 20
 echo "   [stage time $((SECONDS - t_stage)) s]"
 echo "all test stages passed in $((SECONDS - t_all)) s"

@@ -3,6 +3,8 @@
 use temper_kernels::dispatch::{self, select, table, variants, Level};
 use temper_kernels::Features;
 
+mod common;
+
 /// Every feature bit the crate knows.
 const BITS: [Features; 10] = [
     Features::AVX2,
@@ -124,4 +126,16 @@ fn raw_detection_matches_std() {
     println!("std detection: [{std_f}], raw detection: [{raw}]");
     assert_eq!(raw, std_f);
     assert_eq!(Features::cpu(), std_f);
+}
+
+#[test]
+fn detection_agrees_with_the_os() {
+    // /proc/cpuinfo (x86_64) or the aux vector's HWCAPs (aarch64, emulated by qemu-user for
+    // QEMU_CPU): a feature the detection misses would silently drop a kernel level.
+    let detected = common::names(Features::cpu());
+    match temper_testkit::cpu::os_features() {
+        Some(os) => assert_eq!(detected, os.names, "Features::cpu() disagrees with {}", os.source),
+        None if Features::arch_mask().is_empty() => println!("no SIMD features on this architecture"),
+        None => temper_testkit::skip(temper_testkit::Need::Levels, "no independent source of CPU features on this OS"),
+    }
 }

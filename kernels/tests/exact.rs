@@ -1,189 +1,21 @@
 //! Property tests: every kernel table this CPU can run must produce exactly the bytes of the
 //! scalar reference (zero tolerance) on random GEMM, convolution and depthwise problems.
 //!
-//! Levels the CPU cannot run are reported as `skipped <variant>: CPU lacks <features>`.
+//! Every test fails unless it compared each table the CPU can run (judged by the operating
+//! system's report of the CPU, not only by the crate's detection; see `common`), and
+//! `levels_compared` prints one line naming the tables compared and those the CPU lacks.
 //! `TEMPER_TEST_CASES` scales the number of random cases (default 1.0, e.g. `0.25` under qemu),
 //! `TEMPER_TEST_SEED` changes the seed.
 
-use temper_kernels::dispatch::{conv_scratch_len, variants, Kernels, Variant, SCALAR};
+mod common;
+mod exact_support;
+
+use exact_support::*;
+use temper_kernels::dispatch::{conv_scratch_len, Kernels, Variant, SCALAR};
 use temper_kernels::pack;
 use temper_kernels::params::{Conv2d, Gemm, Nhwc, OutQuant};
 use temper_kernels::reference::conv::{ConvArgs, DepthwiseArgs};
 use temper_kernels::split::{self, Part, MAX_PARTS};
-
-/// xorshift64* PRNG.
-struct Rng(u64);
-
-impl Rng {
-    fn new(salt: u64) -> Rng {
-        let seed = std::env::var("TEMPER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_abcd_9876u64);
-        Rng(seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i64
-    }
-    fn usize(&mut self, lo: usize, hi: usize) -> usize {
-        self.range(lo as i64, hi as i64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.usize(0, xs.len() - 1)]
-    }
-    fn i8s(&mut self, n: usize, lo: i64, hi: i64) -> Vec<i8> {
-        (0..n).map(|_| self.range(lo, hi) as i8).collect()
-    }
-}
-
-fn cases(default: usize) -> usize {
-    let scale: f64 = std::env::var("TEMPER_TEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
-    ((default as f64 * scale).ceil() as usize).max(1)
-}
-
-/// The variants to compare with the reference; prints the ones this CPU cannot run.
-fn runnable() -> Vec<(&'static Variant, &'static Kernels)> {
-    let mut v = Vec::new();
-    for var in variants() {
-        match var.kernels() {
-            Some(k) if var.name != "scalar" => v.push((var, k)),
-            Some(_) => {}
-            None => println!("skipped {}: CPU lacks {}", var.name, var.missing()),
-        }
-    }
-    println!("testing against scalar: {:?}", v.iter().map(|(var, _)| var.name).collect::<Vec<_>>());
-    v
-}
-
-/// Random weights: full range, symmetric `[-127, 127]` (paths that pair products in 16 bits
-/// take a faster route then), or extreme values only.
-fn weights(r: &mut Rng, n: usize) -> Vec<i8> {
-    match r.usize(0, 9) {
-        0..=3 => r.i8s(n, -128, 127),
-        4..=7 => r.i8s(n, -127, 127),
-        8 => (0..n).map(|_| if r.chance(50) { -128 } else { 127 }).collect(),
-        _ => r.i8s(n, -3, 3),
-    }
-}
-
-fn activations(r: &mut Rng, n: usize) -> Vec<i8> {
-    match r.usize(0, 5) {
-        0 => (0..n).map(|_| if r.chance(50) { -128 } else { 127 }).collect(),
-        1 => (0..n).map(|_| if r.chance(70) { -128 } else { r.range(-128, 127) as i8 }).collect(),
-        _ => r.i8s(n, -128, 127),
-    }
-}
-
-/// Owned output quantization.
-struct Quant {
-    mult: Vec<i32>,
-    shift: Vec<i32>,
-    zp: i32,
-    min: i32,
-    max: i32,
-}
-
-impl Quant {
-    fn q(&self) -> OutQuant<'_> {
-        OutQuant { mult: &self.mult, shift: &self.shift, zero_point: self.zp, min: self.min, max: self.max }
-    }
-}
-
-/// Random requantization for `n` channels whose accumulators stay below `2^acc_bits`.
-///
-/// Shifts usually put the result near the int8 range; "saturating" cases use shifts small enough
-/// for `requantize` to saturate to the i32 range before the zero point is added.
-fn quant(r: &mut Rng, n: usize, acc_bits: u32) -> Quant {
-    assert!(acc_bits <= 31);
-    let per_tensor = r.chance(30);
-    let len = if per_tensor { 1 } else { n };
-    let saturating = r.chance(8);
-    let min_shift = (acc_bits as i32 + 31 - 29).clamp(1, 62);
-    let mut mult = Vec::with_capacity(len);
-    let mut shift = Vec::with_capacity(len);
-    let shift_mode = r.usize(0, 2);
-    for _ in 0..len {
-        mult.push(match r.usize(0, 19) {
-            0 => 0,
-            1 => 1 << 30,
-            2 => i32::MAX,
-            _ => r.range(1 << 30, i32::MAX as i64) as i32,
-        });
-        shift.push(if saturating {
-            r.range(1, 40) as i32
-        } else {
-            match shift_mode {
-                // typical: the result spans the int8 range
-                0 => (acc_bits as i32 + 31 - 8 + r.range(-3, 3) as i32).clamp(min_shift, 62),
-                1 => r.range(min_shift as i64, 62) as i32,
-                _ => min_shift,
-            }
-        });
-    }
-    let zp = if saturating && r.chance(30) { r.pick(&[-128, 127]) } else { r.range(-128, 127) as i32 };
-    let (min, max) = match r.usize(0, 3) {
-        0 => (-128, 127),
-        1 => (zp.max(-128), 127),                // fused ReLU
-        2 => (zp.max(-128), (zp + 40).min(127)), // ReLU6-like
-        _ => {
-            let a = r.range(-128, 127) as i32;
-            let b = r.range(-128, 127) as i32;
-            (a.min(b), a.max(b))
-        }
-    };
-    Quant { mult, shift, zp, min, max }
-}
-
-/// Packed weights plus both biases for `n` channels of reduction `k` with input zero point `za`.
-struct Packed {
-    b: Vec<i8>,
-    bias: Vec<i32>,
-    bias_u8: Vec<i32>,
-}
-
-fn pack_weights(r: &mut Rng, w: &[i8], n: usize, k: usize, za: i32, full_range_bias: bool) -> Packed {
-    let mut b = vec![0i8; pack::packed_len(n, k).unwrap()];
-    pack::pack_into(w, n, k, &mut b);
-    let mut bias = Vec::with_capacity(n);
-    let mut bias_u8 = Vec::with_capacity(n);
-    for j in 0..n {
-        let wsum: i32 = w[j * k..(j + 1) * k].iter().map(|&x| x as i32).sum();
-        let raw = if full_range_bias { r.next() as i32 } else { r.range(-(1 << 20), 1 << 20) as i32 };
-        let bj = raw.wrapping_sub(za.wrapping_mul(wsum));
-        bias.push(bj);
-        bias_u8.push(bj.wrapping_sub(128 * wsum));
-    }
-    Packed { b, bias, bias_u8 }
-}
-
-/// Bits bounding `|accumulator|` for a reduction of length `k` (products, folded zero point, and
-/// the ±2^20 raw bias).
-fn bits_for(k: usize) -> u32 {
-    let bound = 2 * k as u64 * 128 * 128 + (1 << 20);
-    (64 - bound.leading_zeros()).min(31)
-}
-
-const SENTINEL: i8 = 0x5a;
-const GUARD: usize = 67;
-
-fn check_equal(what: &str, variant: &str, case: &str, want: &[i8], got: &[i8]) {
-    if want != got {
-        let i = want.iter().zip(got).position(|(a, b)| a != b).unwrap();
-        panic!(
-            "{what} mismatch on {variant}: {case}\nfirst difference at byte {i}: scalar {} vs {variant} {} ({} bytes differ)",
-            want[i],
-            got[i],
-            want.iter().zip(got).filter(|(a, b)| a != b).count()
-        );
-    }
-}
 
 fn gemm_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
     let m = if r.chance(15) { r.pick(&[1, 2, 3, 5, 8, 9, 16, 17]) } else { r.usize(1, 70) };
@@ -206,6 +38,7 @@ fn gemm_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
     let clen = (m - 1) * ldc + n + GUARD;
     let mut want = vec![SENTINEL; clen];
     (SCALAR.gemm)(&g, &mut want, ldc);
+    assert_guard("gemm (scalar)", "random", &want, want.len() - GUARD);
     let desc = format!(
         "case {case}: m={m} n={n} k={k} lda={lda} ldc={ldc} za={za} per_tensor={} zp={} clamp=[{}, {}] shifts={:?}",
         qu.mult.len() == 1,
@@ -218,6 +51,27 @@ fn gemm_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
         let mut got = vec![SENTINEL; clen];
         (kern.gemm)(&g, &mut got, ldc);
         check_equal("gemm", var.name, &desc, &want, &got);
+    }
+}
+
+/// One line per run naming the tables compared on this CPU (and those it lacks), after a few
+/// cases of every kernel entry point; fails like every test here if a table the CPU runs was
+/// not compared or the detection disagrees with the operating system.
+#[test]
+fn levels_compared() {
+    let kernels = runnable();
+    let mut r = Rng::new(16);
+    for case in 0..4 {
+        gemm_case(&mut r, &kernels, case);
+        conv_case(&mut r, &kernels, case, 1);
+        depthwise_case(&mut r, &kernels, case, 1);
+        add_case(&mut r, &kernels, case);
+        mul_case(&mut r, &kernels, case);
+    }
+    let compared = COMPARED.with(|c| c.borrow().clone());
+    match common::check(&compared) {
+        Ok(line) => common::announce(&line),
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -253,6 +107,7 @@ fn gemm_requant_edges() {
                 let g = Gemm { m: 3, n, k: 1, a: &a, lda: 1, b: &b, bias: &bias, bias_u8: &bias, q };
                 let mut want = vec![SENTINEL; 3 * n + GUARD];
                 (SCALAR.gemm)(&g, &mut want, n);
+                assert_guard("gemm requant (scalar)", "requant edges", &want, want.len() - GUARD);
                 for (var, kern) in &kernels {
                     let mut got = vec![SENTINEL; 3 * n + GUARD];
                     (kern.gemm)(&g, &mut got, n);
@@ -349,6 +204,7 @@ fn conv_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize, parts: 
     let mut want = vec![SENTINEL; olen];
     let mut scratch = vec![0x33i8; conv_scratch_len(&g)];
     (SCALAR.conv2d)(&args, &mut want, &mut scratch);
+    assert_guard("conv2d (scalar)", "random", &want, want.len() - GUARD);
     let desc = format!("case {case}: {g:?} cig={cig} cog={cog} k={k} za={za}");
     for (var, kern) in kernels {
         let mut got = vec![SENTINEL; olen];
@@ -448,10 +304,11 @@ fn conv2d_real_layers() {
         let p = pack_weights(&mut r, &w, cout, kk, za, false);
         let qu = quant(&mut r, cout, bits_for(kk));
         let args = ConvArgs { geom: g, input: &input, input_zp: za, weights: &p.b, bias: &p.bias, bias_u8: &p.bias_u8, q: qu.q() };
-        let mut want = vec![SENTINEL; g.output.len()];
+        let mut want = vec![SENTINEL; g.output.len() + GUARD];
         (SCALAR.conv2d)(&args, &mut want, &mut []);
+        assert_guard("conv2d (scalar)", &format!("layer {case}"), &want, g.output.len());
         for (var, kern) in &kernels {
-            let mut got = vec![SENTINEL; g.output.len()];
+            let mut got = vec![SENTINEL; g.output.len() + GUARD];
             let mut scratch = vec![0i8; conv_scratch_len(&g)];
             (kern.conv2d)(&args, &mut got, &mut scratch);
             check_equal("conv2d", var.name, &format!("layer {case}: {g:?}"), &want, &got);
@@ -477,6 +334,7 @@ fn depthwise_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize, pa
     let olen = g.output.len() + GUARD;
     let mut want = vec![SENTINEL; olen];
     (SCALAR.depthwise2d)(&args, &mut want);
+    assert_guard("depthwise2d (scalar)", "random", &want, want.len() - GUARD);
     let desc = format!("case {case}: {g:?} za={za}");
     for (var, kern) in kernels {
         let mut got = vec![SENTINEL; olen];
@@ -534,10 +392,11 @@ fn depthwise2d_large_windows() {
         let bias: Vec<i32> = (0..c).map(|_| r.range(-1000, 1000) as i32).collect();
         let qu = quant(&mut r, c, bits_for(kh * kw));
         let args = DepthwiseArgs { geom: g, input: &input, input_zp: 5, weights: &wts, bias: &bias, q: qu.q() };
-        let mut want = vec![SENTINEL; g.output.len()];
+        let mut want = vec![SENTINEL; g.output.len() + GUARD];
         (SCALAR.depthwise2d)(&args, &mut want);
+        assert_guard("depthwise2d (scalar)", &format!("{kh}x{kw}"), &want, g.output.len());
         for (var, kern) in &kernels {
-            let mut got = vec![SENTINEL; g.output.len()];
+            let mut got = vec![SENTINEL; g.output.len() + GUARD];
             (kern.depthwise2d)(&args, &mut got);
             check_equal("depthwise2d", var.name, &format!("{kh}x{kw}"), &want, &got);
         }
@@ -608,6 +467,7 @@ fn add_case(r: &mut Rng, kernels: &[(&Variant, &Kernels)], case: usize) {
 fn against_reference(what: &str, kernels: &[(&Variant, &Kernels)], desc: &str, len: usize, call: impl Fn(&Kernels, &mut [i8])) {
     let mut want = vec![SENTINEL; len + GUARD];
     call(&SCALAR, &mut want);
+    assert_guard(what, desc, &want, want.len() - GUARD);
     for (var, kern) in kernels {
         let mut got = vec![SENTINEL; len + GUARD];
         call(kern, &mut got);
@@ -703,6 +563,7 @@ fn max_pool_matches_reference() {
         let olen = g.output.len() + GUARD;
         let mut want = vec![SENTINEL; olen];
         (SCALAR.max_pool)(&g, &input, &mut want, min, max);
+        assert_guard("max_pool (scalar)", "random", &want, want.len() - GUARD);
         for (var, kern) in &kernels {
             let mut got = vec![SENTINEL; olen];
             (kern.max_pool)(&g, &input, &mut got, min, max);
@@ -742,6 +603,7 @@ fn avg_pool_matches_reference() {
         let olen = geom.output.len() + GUARD;
         let mut want = vec![SENTINEL; olen];
         (SCALAR.avg_pool)(&args, &input, &mut want);
+        assert_guard("avg_pool (scalar)", "random", &want, want.len() - GUARD);
         for (var, kern) in &kernels {
             let mut got = vec![SENTINEL; olen];
             (kern.avg_pool)(&args, &input, &mut got);
@@ -789,6 +651,7 @@ fn depthwise2d_real_layers() {
         let args = DepthwiseArgs { geom: g, input: &input, input_zp: za, weights: &wts, bias: &bias, q: qu.q() };
         let mut want = vec![SENTINEL; g.output.len() + GUARD];
         (SCALAR.depthwise2d)(&args, &mut want);
+        assert_guard("depthwise2d (scalar)", "real layer", &want, want.len() - GUARD);
         for (var, kern) in &kernels {
             let mut got = vec![SENTINEL; g.output.len() + GUARD];
             (kern.depthwise2d)(&args, &mut got);
@@ -812,6 +675,7 @@ fn gemm_large_outputs() {
         let g = Gemm { m, n, k, a: &a, lda: k, b: &p.b, bias: &p.bias, bias_u8: &p.bias_u8, q: qu.q() };
         let mut want = vec![SENTINEL; (m - 1) * ldc + n + GUARD];
         (SCALAR.gemm)(&g, &mut want, ldc);
+        assert_guard("gemm (scalar)", "large", &want, want.len() - GUARD);
         for (var, kern) in &kernels {
             let mut got = vec![SENTINEL; want.len()];
             (kern.gemm)(&g, &mut got, ldc);

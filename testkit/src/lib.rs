@@ -13,6 +13,8 @@
 
 use std::path::PathBuf;
 
+pub mod cpu;
+
 /// Something a test needs from outside the repository.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {

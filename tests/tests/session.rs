@@ -90,29 +90,51 @@ fn writer_round_trip_preserves_graph_and_weights() {
     assert!(m.arena_size() < total + m.op(0).scratch_len, "arena {} vs activations {total}", m.arena_size());
 }
 
+/// Every kernel table the CPU runs gives the scalar table's bytes on a whole model; fails when
+/// a table the CPU has (by `/proc/cpuinfo` or the aux vector, see `temper_testkit::cpu`) did not
+/// run, and prints one line naming the tables compared.
 #[test]
 fn every_kernel_level_gives_identical_bytes_on_a_model() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use temper_kernels::dispatch::variants;
+    use temper_kernels::Features;
+    use temper_testkit::cpu;
     let bytes = TinyCnn::new(8).build();
     let buf = AlignedBuf::from_bytes(&bytes);
     let model = Model::from_bytes(buf.as_bytes()).unwrap();
-    let features = temper_kernels::Features::detect();
     let mut rng = Rng(17);
     let input: Vec<f32> = (0..128).map(|_| rng.uniform(-2.0, 2.0)).collect();
-    let mut reference = None;
-    for level in temper_kernels::dispatch::Level::ALL {
-        let Some(k) = temper_kernels::dispatch::table(level, features) else {
-            eprintln!("skipped {level}: not available on this CPU/target");
-            continue;
-        };
+    let run = |k| {
         let mut arena = vec![0u8; model.arena_size()];
         let mut s = Session::with_kernels(&model, &mut arena, k).unwrap();
         s.set_input_f32(0, &input).unwrap();
         s.run().unwrap();
-        let out = s.output_i8(0).unwrap().to_vec();
-        match &reference {
-            None => reference = Some(out),
-            Some(r) => assert_eq!(&out, r, "level {level} differs from scalar"),
+        s.output_i8(0).unwrap().to_vec()
+    };
+    let reference = run(&temper_kernels::dispatch::SCALAR);
+    let names = |f: Features| -> BTreeSet<String> {
+        if f.is_empty() {
+            BTreeSet::new()
+        } else {
+            f.to_string().split(' ').map(str::to_string).collect()
         }
+    };
+    let mut tables = Vec::new();
+    let mut compared = BTreeMap::new();
+    for v in variants().iter().filter(|v| v.name != "scalar") {
+        tables.push(cpu::Table { name: v.name, needs: names(v.required).into_iter().collect(), runnable: v.kernels().is_some() });
+        if let Some(k) = v.kernels() {
+            assert_eq!(run(k), reference, "table {} differs from scalar", v.name);
+            compared.insert(v.name, 1);
+        }
+    }
+    match cpu::check_levels(&tables, &names(Features::cpu()), cpu::os_features().as_ref(), cpu::expected_levels().as_ref(), &compared) {
+        // straight to stderr: the test harness captures only print!/eprint!
+        Ok(line) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{line} [whole model]");
+        }
+        Err(e) => panic!("{e}"),
     }
 }
 

@@ -160,7 +160,7 @@ static AVX512: Kernels = Kernels {
 pub(crate) static VARIANTS: [Variant; 5] = [
     Variant::new("scalar", Level::Scalar, Features::empty(), true, "", &SCALAR),
     Variant::new("avx2", Level::Avx2, REQ_AVX2, true, "", &AVX2),
-    Variant::new("avxvnni", Level::AvxVnni, REQ_AVXVNNI, true, "VEX vpdpbusd: never run on hardware by this crate's tests", &AVXVNNI),
+    Variant::new("avxvnni", Level::AvxVnni, REQ_AVXVNNI, true, "VEX vpdpbusd: compared byte for byte with the scalar reference by the tests whenever the CPU reports avx_vnni (see the levels-compared line); never run on an Intel N100", &AVXVNNI),
     Variant::new("avx512vl-vnni256", Level::AvxVnni, REQ_VNNI256_EVEX, false, "EVEX stand-in sharing the avxvnni source", &VNNI256_EVEX),
     Variant::new("avx512vnni", Level::Avx512Vnni, REQ_AVX512, true, "", &AVX512),
 ];

@@ -146,6 +146,6 @@ fn header_compiles_as_c89_and_cpp() {
         .status()
     {
         Ok(st) => assert!(st.success(), "temper.h is not valid C++"),
-        Err(e) => eprintln!("no C++ compiler ({e}): C++ check skipped"),
+        Err(e) => temper_testkit::skip(temper_testkit::Need::Tools, &format!("no C++ compiler `c++` ({e}): the C++ check of temper.h")),
     }
 }

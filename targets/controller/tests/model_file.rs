@@ -1,7 +1,9 @@
 //! The checked-in model is what the generator makes, and the compile-time sizes match it.
 //!
 //! Regenerate it after changing the generator (or the writer's output) with
-//! `TEMPER_CONTROLLER_REGENERATE=1 cargo test -p temper-controller --test model_file`.
+//! `TEMPER_CONTROLLER_REGENERATE=1 cargo test -p temper-controller --test model_file`: that run
+//! writes the file and fails (so regeneration never passes as a test); rerun without the variable.
+//! Under CI (or `TEMPER_REQUIRE=data`) regeneration is refused.
 
 mod common;
 
@@ -14,7 +16,14 @@ const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/model/defect8x8.tmf");
 fn checked_in_model_is_up_to_date() {
     let bytes = common::defect_model(true);
     if std::env::var_os("TEMPER_CONTROLLER_REGENERATE").is_some() {
+        use temper_testkit::{required, required_in, Need};
+        let ci = std::env::var("CI").ok();
+        assert!(
+            !required(Need::Data) && !required_in(None, ci.as_deref(), Need::Data),
+            "TEMPER_CONTROLLER_REGENERATE is refused under CI / TEMPER_REQUIRE: the checked-in {PATH} must match the generator as it is"
+        );
         std::fs::write(PATH, &bytes).unwrap();
+        panic!("regenerated {PATH} ({} bytes); rerun without TEMPER_CONTROLLER_REGENERATE", bytes.len());
     }
     let on_disk = std::fs::read(PATH).unwrap();
     assert!(on_disk == bytes, "{PATH} is stale: rerun with TEMPER_CONTROLLER_REGENERATE=1");

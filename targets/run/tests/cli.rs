@@ -557,15 +557,27 @@ fn eval_rejects_mismatched_data_clearly() {
 #[test]
 fn bench_reports_latency_and_memory() {
     let dir = tmpdir("bench");
-    let m = write_model(&dir, "tiny.tmf", &Net::new(8).build(false));
+    let bytes = Net::new(8).build(false);
+    let m = write_model(&dir, "tiny.tmf", &bytes);
+    let model_buf = AlignedBuf::from_bytes(&bytes);
+    let model = Model::from_bytes(model_buf.as_bytes()).unwrap();
     let out = ok(&["bench", &m, "--runs", "5", "--warmup", "1", "--json"]);
     assert_eq!(json_num(&out, "runs"), 5.0, "{out}");
     assert_eq!(json_num(&out, "warmup"), 1.0, "{out}");
-    for key in ["load_us", "median", "p90", "min", "max", "inferences_per_s"] {
-        assert!(json_num(&out, key) >= 0.0, "{key}: {out}");
-    }
-    assert!(json_num(&out, "p90") >= json_num(&out, "median"), "{out}");
-    assert!(out.contains("\"peak_rss_kib\":") && out.contains("\"kernels\":\""), "{out}");
+    // what the file and the model imply
+    assert_eq!(json_num(&out, "file_bytes"), bytes.len() as f64, "{out}");
+    assert_eq!(json_num(&out, "arena_bytes"), model.arena_size() as f64, "{out}");
+    // order statistics of five measured runs, each taking some time
+    let [load, min, median, mean, p90, max] = ["load_us", "min", "median", "mean", "p90", "max"].map(|k| json_num(&out, k));
+    assert!(load > 0.0 && min > 0.0, "{out}");
+    assert!(min <= median && median <= p90 && p90 <= max && min <= mean && mean <= max, "{out}");
+    // throughput is the inverse of the mean latency (both printed with 3 decimals), per item
+    // the same (batch 1)
+    let per_s = json_num(&out, "inferences_per_s");
+    assert!((per_s - 1e6 / mean).abs() <= 1e-3 * per_s + 1e-3, "inferences_per_s {per_s} vs mean {mean} µs: {out}");
+    assert_eq!(model.tensor(model.graph_inputs()[0]).dims[0], 1);
+    assert_eq!(json_num(&out, "items_per_s"), per_s, "{out}");
+    assert!(json_num(&out, "peak_rss_kib") > 0.0 && out.contains("\"kernels\":\""), "{out}");
     let out = ok(&["bench", &m, "--runs", "2", "--kernels", "scalar", "--json"]);
     assert!(out.contains("\"kernels\":\"scalar\""), "{out}");
     let out = ok(&["bench", &m, "--runs", "2", "--warmup", "0"]);
