@@ -234,7 +234,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 
 /// A short content fingerprint (FNV-1a 64) of the source model, for provenance.
 fn sha_hint(p: &Path) -> String {
-    let bytes = std::fs::read(p).unwrap_or_default();
+    let bytes = temper_data::fsread::read_input(p, temper_converter::onnx::ONNX_FILE_MAX, "an ONNX model may have").unwrap_or_default();
     let mut h: u64 = 0xcbf29ce484222325;
     for b in bytes {
         h ^= b as u64;

@@ -610,7 +610,8 @@ impl PipelineConfig {
 
     /// Read and apply a config file (see [`PipelineConfig::apply_text`]).
     pub fn apply_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        let bytes = temper_data::fsread::read_input(path, 1 << 20, "a pipeline config may have").map_err(|e| format!("config file {e}"))?;
+        let text = String::from_utf8(bytes).map_err(|e| format!("config file {}: not UTF-8 text: {e}", path.display()))?;
         self.apply_text(&text, &path.display().to_string())
     }
 

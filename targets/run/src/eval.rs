@@ -31,6 +31,8 @@ Options:
   --layout L        auto (default), nchw or nhwc: layout of 4-D image arrays
   --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm)
   --json            print the result as JSON
+  --mmap            map the model (zero copy) instead of reading a private copy; only for
+                    files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
   -h, --help        this help
 
 Input path: u8 images go through the model's pixel normalization (set_input_u8) when the model
@@ -90,8 +92,9 @@ fn is_npy(path: &Path) -> bool {
         return true;
     }
     let mut head = [0u8; 6];
-    match std::fs::File::open(path) {
-        Ok(mut f) => f.read_exact(&mut head).is_ok() && &head == temper_data::npy::NPY_MAGIC,
+    // A checked open: a FIFO or device is left to the reader, which names the problem.
+    match temper_data::fsread::open_input(path) {
+        Ok(mut f) => f.file.read_exact(&mut head).is_ok() && &head == temper_data::npy::NPY_MAGIC,
         Err(_) => false,
     }
 }
@@ -265,6 +268,7 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// Entry point of `eval`.
 pub fn main(argv: &[String]) -> CliResult {
     const OPTS: &[Opt] = &[
+        Opt::flag("mmap"),
         Opt::value("images"),
         Opt::value("labels"),
         Opt::value("data"),
@@ -287,7 +291,7 @@ pub fn main(argv: &[String]) -> CliResult {
     let threads: usize = p.number("threads", 1, 1)?;
     let json = p.flag("json");
     let kernels = common::select_kernels("eval", p.get("kernels"))?;
-    let file = common::open_model(path)?;
+    let file = common::open_model(path, p.flag("mmap"))?;
     let model = common::view(&file, path)?;
     let mut ds = load("eval", &p)?;
     if let Some(n) = limit {

@@ -20,6 +20,8 @@ Options:
   --output-i8       write the raw quantized int8 outputs instead of dequantized f32
   --layout L        auto (default), nchw or nhwc: layout of 4-D inputs
   --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm)
+  --mmap            map the model (zero copy) instead of reading a private copy; only for
+                    files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
   -h, --help        this help
 
 Input dtypes:
@@ -219,6 +221,7 @@ fn prepare(model: &Model<'_>, index: usize, path: &str, raw: bool, layout: Layou
 /// Entry point of `run`.
 pub fn main(argv: &[String]) -> CliResult {
     const OPTS: &[Opt] = &[
+        Opt::flag("mmap"),
         Opt::repeated("input"),
         Opt::repeated("output"),
         Opt::flag("raw"),
@@ -242,7 +245,7 @@ pub fn main(argv: &[String]) -> CliResult {
     let layout = LayoutOpt::parse("run", p.get("layout"))?;
     let kernels = common::select_kernels("run", p.get("kernels"))?;
 
-    let file = common::open_model(path)?;
+    let file = common::open_model(path, p.flag("mmap"))?;
     let model = common::view(&file, path)?;
     let g_in = model.graph_inputs();
     let g_out = model.graph_outputs();
