@@ -131,9 +131,6 @@ fn open_checked(path: &Path) -> Result<(File, u64, Vec<u8>), OpenError> {
         return Err(err(invalid(format!("is {}, not a regular file (it changed while opened)", kind_of(&after)))));
     }
     let len = after.len();
-    if len == 0 {
-        return Err(err(invalid("the file is empty".into())));
-    }
     if len > MODEL_FILE_MAX {
         return Err(err(invalid(format!("the file is {len} bytes, more than the {MODEL_FILE_MAX} bytes a model may have"))));
     }
