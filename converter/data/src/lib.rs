@@ -17,6 +17,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod fsout;
 pub mod fsread;
 pub mod idx;
 pub mod images;

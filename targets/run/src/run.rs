@@ -245,6 +245,10 @@ pub fn main(argv: &[String]) -> CliResult {
     let layout = LayoutOpt::parse("run", p.get("layout"))?;
     let kernels = common::select_kernels("run", p.get("kernels"))?;
 
+    // No output may be the model, an input or another output (checked before anything runs).
+    let ins: Vec<&Path> = std::iter::once(path).chain(inputs.iter().copied()).map(Path::new).collect();
+    let outs: Vec<&Path> = outputs.iter().map(Path::new).collect();
+    temper_data::fsout::check_outputs(&ins, &outs).map_err(|e| CliError::failed(format!("--output {e}")))?;
     let file = common::open_model(path, p.flag("mmap"))?;
     let model = common::view(&file, path)?;
     let g_in = model.graph_inputs();

@@ -174,3 +174,31 @@ fn model_rewritten_in_place_during_soak_never_crashes() {
     assert!(o.status.success(), "soak failed: {err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("3000000"), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+#[test]
+fn run_outputs_never_replace_inputs() {
+    let d = tmpdir("outputs");
+    let m = d.join("m.tmf");
+    let mb = model(1);
+    std::fs::write(&m, &mb).unwrap();
+    let x = d.join("x.npy");
+    temper_data::write_npy_f32(&x, &[1, 4], &[0.5, -0.25, 1.0, 0.0]).unwrap();
+    let xb = std::fs::read(&x).unwrap();
+    let (ms, xs) = (s(&m), s(&x));
+    fails_with(&["run", &ms, "--input", &xs, "--output", &ms], &["same file as the input", "m.tmf", "nothing written"]);
+    fails_with(&["run", &ms, "--input", &xs, "--output", &xs], &["same file as the input", "x.npy"]);
+    fails_with(&["run", &ms, "--input", &xs, "--output", "/dev/null"], &["character device"]);
+    let fifo = d.join("o.fifo");
+    mkfifo(&fifo);
+    fails_with(&["run", &ms, "--input", &xs, "--output", &s(&fifo)], &["FIFO"]);
+    assert_eq!(std::fs::read(&m).unwrap(), mb);
+    assert_eq!(std::fs::read(&x).unwrap(), xb);
+    // A symlink as output is written through: the link stays, its target gets the array.
+    let target = d.join("y.npy");
+    let link = d.join("link.npy");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = run(&["run", &ms, "--input", &xs, "--output", &s(&link)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(temper_data::read_npy(&target).unwrap().shape, vec![1, 3]);
+}
