@@ -30,6 +30,7 @@ Options:
   --threads T       worker threads, each with its own session and arena (default 1)
   --layout L        auto (default), nchw or nhwc: layout of 4-D image arrays
   --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm)
+  --allow-nonfinite accept NaN/Inf in f32 images (Inf saturates, NaN becomes 0; default: error)
   --json            print the result as JSON
   --mmap            map the model (zero copy) instead of reading a private copy; only for
                     files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
@@ -109,6 +110,28 @@ pub(crate) fn load(command: &'static str, p: &args::Parsed) -> CliResult<Dataset
     };
     let opts = LoadOptions { layout, ..LoadOptions::default() };
     let fail = |e: temper_data::DataError| CliError::failed(e.to_string());
+    let ds = load_any(command, p, &opts, fail)?;
+    if let (Pixels::F32(v), false) = (&ds.images, p.flag("allow-nonfinite")) {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(CliError::failed(format!(
+                "{}: image {} element {} is {} (not a finite number); non-finite inputs are rejected (--allow-nonfinite saturates them)",
+                ds.source,
+                i / ds.shape[1..].iter().product::<usize>().max(1),
+                i % ds.shape[1..].iter().product::<usize>().max(1),
+                v[i]
+            )));
+        }
+    }
+    Ok(ds)
+}
+
+fn load_any(
+    command: &'static str,
+    p: &args::Parsed,
+    opts: &LoadOptions,
+    fail: impl Fn(temper_data::DataError) -> CliError,
+) -> CliResult<Dataset> {
+    let opts = *opts;
     match (p.get("data"), p.get("images"), p.get("labels")) {
         (Some(spec), None, None) => dataset::load_dataset_with(spec, &opts).map_err(fail),
         (Some(_), _, _) => Err(CliError::usage(command, "give either --data SPEC or --images/--labels, not both")),
@@ -221,7 +244,7 @@ fn worker(
                 (Feed::Float, Pixels::U8(_)) => return Err("internal: f32 feed for u8 data".into()),
             }
         }
-        let r = if feed == Feed::Pixels { s.set_input_u8(0, &u8buf) } else { s.set_input_f32(0, &f32buf) };
+        let r = if feed == Feed::Pixels { s.set_input_u8(0, &u8buf) } else { s.set_input_f32_saturating(0, &f32buf) };
         r.and_then(|()| s.run()).map_err(|e| e.to_string())?;
         let out = s.output_i8(0).map_err(|e| e.to_string())?;
         for row in out.chunks(map.classes).take(real) {
@@ -268,6 +291,7 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// Entry point of `eval`.
 pub fn main(argv: &[String]) -> CliResult {
     const OPTS: &[Opt] = &[
+        Opt::flag("allow-nonfinite"),
         Opt::flag("mmap"),
         Opt::value("images"),
         Opt::value("labels"),

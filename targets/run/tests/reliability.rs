@@ -202,3 +202,33 @@ fn run_outputs_never_replace_inputs() {
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert_eq!(temper_data::read_npy(&target).unwrap().shape, vec![1, 3]);
 }
+
+#[test]
+fn nonfinite_inputs_are_rejected_unless_allowed() {
+    let d = tmpdir("nan");
+    let m = d.join("m.tmf");
+    let mb = model(1);
+    std::fs::write(&m, &mb).unwrap();
+    let ms = s(&m);
+    let x = d.join("x.npy");
+    temper_data::write_npy_f32(&x, &[2, 4], &[0.5, 0.0, 1.0, 0.0, 0.25, f32::NAN, f32::INFINITY, 0.0]).unwrap();
+    fails_with(&["run", &ms, "--input", &s(&x)], &["x.npy", "element 5 is NaN", "--allow-nonfinite"]);
+    let o = run(&["run", &ms, "--input", &s(&x), "--allow-nonfinite"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let labels = d.join("y.npy");
+    temper_data::npy::write_npy_i64(&labels, &[2], &[0, 1]).unwrap();
+    fails_with(&["eval", &ms, "--images", &s(&x), "--labels", &s(&labels)], &["image 1 element 1 is NaN"]);
+    let o = run(&["eval", &ms, "--images", &s(&x), "--labels", &s(&labels), "--allow-nonfinite"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The Rust API: set_input_f32 rejects, naming the first bad element; nothing is set.
+    let aligned = temper_runtime::writer::AlignedBuf::from_bytes(&mb);
+    let model = temper_runtime::Model::from_bytes(aligned.as_bytes()).unwrap();
+    let mut arena = vec![0u8; model.arena_size() + 64];
+    let off = arena.as_ptr().align_offset(64);
+    let mut sess = temper_runtime::Session::new(&model, &mut arena[off..]).unwrap();
+    let e = sess.set_input_f32(0, &[0.0, f32::NEG_INFINITY, f32::NAN, 1.0]).unwrap_err();
+    assert_eq!(e, temper_runtime::RunError::NonFinite { index: 0, element: 1 });
+    assert_eq!(sess.run().unwrap_err(), temper_runtime::RunError::InputNotSet { index: 0 });
+    sess.set_input_f32_saturating(0, &[0.0, f32::NEG_INFINITY, f32::NAN, 1.0]).unwrap();
+    sess.run().unwrap();
+}
