@@ -36,7 +36,8 @@
  * Ownership
  * ---------
  * - A temper_model owns its copy of the model bytes (temper_model_load_memory), its file
- *   mapping (temper_model_load_path), or borrows the caller's bytes
+ *   private copy of a file (temper_model_load_path: replacing or truncating the file later
+ *   cannot affect it), or borrows the caller's bytes
  *   (temper_model_load_memory_nocopy). Free it with temper_model_free after every session
  *   created from it has been freed.
  * - A temper_session borrows its model and the caller's arena: both must stay valid, and the
