@@ -161,6 +161,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         }
         "quantize" => {
             let out = PathBuf::from(opts.get("o").or(opts.get("output")).ok_or("missing -o OUT.tmf")?);
+            let report_path = opts.get("report").map(PathBuf::from).unwrap_or_else(|| out.with_extension("report.json"));
+            let svg = report_path.with_extension("svg");
+            let mut inputs: Vec<&Path> = vec![model_path.as_path()];
+            let spec_files: Vec<PathBuf> =
+                ["calib", "val", "test"].iter().filter_map(|k| opts.get(*k)).flat_map(|s| spec_paths(s)).collect();
+            inputs.extend(spec_files.iter().map(PathBuf::as_path));
+            temper_data::fsout::check_outputs(&inputs, &[out.as_path(), report_path.as_path(), svg.as_path()])
+                .map_err(|e| e.to_string())?;
             let observers: Vec<Observer> = match opts.get("observer").map(|s| s.as_str()).unwrap_or("all") {
                 "all" => Observer::ALL.to_vec(),
                 list => list
@@ -203,7 +211,6 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             };
             let outcome = quantize(&g, &calib, &val, &cfg)?;
             let mut report = outcome.report;
-            let report_path = opts.get("report").map(PathBuf::from).unwrap_or_else(|| out.with_extension("report.json"));
             if let Some(test) = opts.get("test") {
                 let test = load_dataset(test).map_err(|e| e.to_string())?;
                 let fp = temper_converter::eval::fp32_accuracy(&g, &test, &cfg.norm).map_err(|e| e.to_string())?;
@@ -218,7 +225,6 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             report.seconds = report.seconds.max(0.0);
             print!("{}", report.to_table());
             write_atomic(&report_path, report.to_json().as_bytes()).map_err(|e| format!("{}: {e}", report_path.display()))?;
-            let svg = report_path.with_extension("svg");
             write_atomic(&svg, report.to_svg().as_bytes()).map_err(|e| format!("{}: {e}", svg.display()))?;
             if !outcome.passed {
                 eprintln!("accuracy gate failed: {} not written (report: {})", out.display(), report_path.display());
@@ -232,9 +238,18 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
+/// The files a dataset spec names (`npy:A,B`, `idx:A,B`, `npz:F`, `dir:D`), for the
+/// output checks; other specs name none.
+fn spec_paths(spec: &str) -> Vec<PathBuf> {
+    match spec.split_once(':') {
+        Some(("npy" | "idx" | "npz" | "dir", rest)) => rest.split(',').map(|p| PathBuf::from(p.trim())).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// A short content fingerprint (FNV-1a 64) of the source model, for provenance.
 fn sha_hint(p: &Path) -> String {
-    let bytes = std::fs::read(p).unwrap_or_default();
+    let bytes = temper_data::fsread::read_input(p, temper_converter::onnx::ONNX_FILE_MAX, "an ONNX model may have").unwrap_or_default();
     let mut h: u64 = 0xcbf29ce484222325;
     for b in bytes {
         h ^= b as u64;

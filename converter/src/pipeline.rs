@@ -610,7 +610,8 @@ impl PipelineConfig {
 
     /// Read and apply a config file (see [`PipelineConfig::apply_text`]).
     pub fn apply_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        let bytes = temper_data::fsread::read_input(path, 1 << 20, "a pipeline config may have").map_err(|e| format!("config file {e}"))?;
+        let text = String::from_utf8(bytes).map_err(|e| format!("config file {}: not UTF-8 text: {e}", path.display()))?;
         self.apply_text(&text, &path.display().to_string())
     }
 
@@ -2043,6 +2044,25 @@ fn run_attempt(cx: &mut Ctx, cfg: &PipelineConfig, att: &mut AttemptRecord, tota
     res
 }
 
+/// Refuses outputs (`OUT.tmf`, `OUT.fp32.onnx`, the reports) that are the same file as an
+/// input (teachers, the student, dataset files) or as each other, before anything runs.
+fn check_output_paths(cfg: &PipelineConfig, out: &Path, reports: &[PathBuf]) -> Result<(), String> {
+    let mut inputs: Vec<PathBuf> = cfg.distill.teachers.clone();
+    if let StudentSource::Onnx(p) = &cfg.distill.student {
+        inputs.push(p.clone());
+    }
+    for spec in [Some(&cfg.train), Some(&cfg.val), cfg.test.as_ref(), cfg.ptq.calib.as_ref()].into_iter().flatten() {
+        if let Some(("npy" | "idx" | "npz" | "dir", rest)) = spec.split_once(':') {
+            inputs.extend(rest.split(',').map(|p| PathBuf::from(p.trim())));
+        }
+    }
+    let fp32 = out.with_extension("fp32.onnx");
+    let mut outputs: Vec<&Path> = vec![out, fp32.as_path()];
+    outputs.extend(reports.iter().map(PathBuf::as_path));
+    let ins: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    temper_data::fsout::check_outputs(&ins, &outputs).map_err(|e| e.to_string())
+}
+
 /// Run the pipeline: every attempt until one passes the gate; when one passed, write the `.tmf`
 /// and the distilled FP32 student (`OUT` with extension `fp32.onnx`); then the report files
 /// (always). Every file is written by atomic rename. Errors are for what prevents running at
@@ -2053,6 +2073,7 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
     let attempts = cfg.attempts()?;
     let out = cfg.out.clone().ok_or("missing -o OUT.tmf")?;
     let report_files = cfg.report_paths().ok_or("missing -o OUT.tmf")?;
+    check_output_paths(cfg, &out, &report_files)?;
     fp32::set_default_threads(cfg.threads);
     let norm = cfg.norm();
     say(

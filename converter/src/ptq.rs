@@ -245,8 +245,14 @@ fn layer_errors(g: &Graph, cal: &Calibration, obs: Observer, cfg: &PtqConfig, ca
 
 /// Write `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
 /// An existing file at `path` is replaced only when everything succeeded.
+///
+/// A symlink is written through to its final target; an existing target that is not a
+/// regular file (device, FIFO, directory) is refused and nothing is written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    let target =
+        temper_data::fsout::resolve_output(path).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let path = target.as_path();
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));

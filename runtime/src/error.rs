@@ -138,6 +138,13 @@ pub enum RunError {
         /// Graph input index.
         index: usize,
     },
+    /// An f32 input holds NaN or ±Inf (see `Session::set_input_f32_saturating` to accept them).
+    NonFinite {
+        /// Graph input index.
+        index: usize,
+        /// Index of the first non-finite element.
+        element: usize,
+    },
     /// The operating system refused to start the worker threads asked for.
     ThreadsUnavailable {
         /// Threads asked for.
@@ -159,6 +166,9 @@ impl fmt::Display for RunError {
                 write!(f, "graph input {index} takes no raw u8 pixels (no pixel normalization in the model)")
             }
             RunError::InputNotSet { index } => write!(f, "graph input {index} was not set before run()"),
+            RunError::NonFinite { index, element } => {
+                write!(f, "graph input {index}: element {element} is not a finite number (NaN or infinity); non-finite inputs are rejected")
+            }
             RunError::ThreadsUnavailable { threads } => write!(f, "could not start worker threads for {threads} threads"),
         }
     }

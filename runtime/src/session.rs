@@ -149,7 +149,20 @@ impl<'m, 'a> Session<'m, 'a> {
     }
 
     /// Set graph input `index` from real values, quantized with the input's scale and zero point.
+    ///
+    /// NaN and ±Inf are rejected with [`RunError::NonFinite`] (naming the first one) and the
+    /// input is left unset; [`Session::set_input_f32_saturating`] accepts them.
     pub fn set_input_f32(&mut self, index: usize, data: &[f32]) -> Result<(), RunError> {
+        self.input_view(index)?;
+        if let Some(element) = data.iter().position(|v| !v.is_finite()) {
+            return Err(RunError::NonFinite { index, element });
+        }
+        self.set_input_f32_saturating(index, data)
+    }
+
+    /// [`Session::set_input_f32`] accepting non-finite values: ±Inf saturate to the int8
+    /// range's ends, NaN quantizes as 0.0 (the zero point).
+    pub fn set_input_f32_saturating(&mut self, index: usize, data: &[f32]) -> Result<(), RunError> {
         let t = self.input_view(index)?;
         let dst = self.input_slot(index, data.len())?;
         r::quantize::quantize_f32(data, t.scale, t.zero_point, dst);

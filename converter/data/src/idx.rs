@@ -25,11 +25,11 @@
 //! Byte offsets in errors for gzip'd input refer to the *decompressed* stream
 //! (the source name then ends in `(gunzipped)`).
 
-use std::fs;
 use std::io::Read;
 use std::path::Path;
 
 use crate::error::{DataError, ErrorKind};
+use crate::fsread::read_input_prefixed;
 
 /// An IDX array of `u8` elements (type code 0x08), the MNIST case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +191,7 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 /// Errors name `path`; element types other than `u8` give
 /// [`ErrorKind::UnsupportedDtype`] (use [`read_idx_any`] for those).
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = read_idx_file(path)?;
     read_idx_bytes(&bytes, &path.display().to_string())
 }
 
@@ -212,7 +212,7 @@ pub fn read_idx_bytes(bytes: &[u8], label: &str) -> Result<IdxArray, DataError> 
 
 /// Reads an IDX file of any supported element type (gzip'd or not).
 pub fn read_idx_any(path: &Path) -> Result<IdxTensor, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = read_idx_file(path)?;
     read_idx_any_bytes(&bytes, &path.display().to_string())
 }
 
@@ -221,15 +221,39 @@ pub fn read_idx_any_bytes(bytes: &[u8], label: &str) -> Result<IdxTensor, DataEr
     parse(bytes, label, false)
 }
 
+/// Largest decompressed size one deflate byte can produce (deflate's limit is about 1032:1).
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// Reads an IDX file checked and bounded (see [`crate::fsread`]): the header (magic and dims)
+/// bounds the payload, so a file whose size cannot match it is refused before its payload is
+/// read. A gzip'd file may be at most a little larger than the payload it declares would need
+/// stored, and may not declare more than deflate can expand it to.
+fn read_idx_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    let label = path.display().to_string();
+    read_input_prefixed(path, 4 + 4 * 255, |head, len| {
+        if is_gzip(head) {
+            // The decompressed header is not known yet: bound what the compressed file can hold.
+            return Ok(len);
+        }
+        let mut r = head;
+        let (header_len, nbytes) = parse_header(&mut r, &label, false)?;
+        let total = header_len.saturating_add(nbytes);
+        if len < total {
+            return Err(DataError::truncated(label.as_str(), header_len, nbytes, len.saturating_sub(header_len)));
+        }
+        Ok(total)
+    })
+}
+
 /// Detects gzip and dispatches to the stream parser.
 fn parse(bytes: &[u8], label: &str, u8_only: bool) -> Result<IdxTensor, DataError> {
     if is_gzip(bytes) {
         let src = format!("{label} (gunzipped)");
         let mut dec = flate2::read::MultiGzDecoder::new(bytes);
-        parse_stream(&mut dec, &src, u8_only)
+        parse_stream(&mut dec, &src, u8_only, Some(bytes.len() as u64))
     } else {
         let mut r = bytes;
-        parse_stream(&mut r, label, u8_only)
+        parse_stream(&mut r, label, u8_only, None)
     }
 }
 
@@ -263,7 +287,13 @@ fn read_exact_or_truncated<R: Read>(r: &mut R, buf: &mut [u8], src: &str, offset
     Ok(())
 }
 
-fn parse_stream<R: Read>(r: &mut R, src: &str, u8_only: bool) -> Result<IdxTensor, DataError> {
+/// Reads the magic and dims; returns the header length and the payload size in bytes.
+fn parse_header<R: Read>(r: &mut R, src: &str, u8_only: bool) -> Result<(u64, u64), DataError> {
+    let (h, _, _, nbytes) = header_fields(r, src, u8_only)?;
+    Ok((h, nbytes as u64))
+}
+
+fn header_fields<R: Read>(r: &mut R, src: &str, u8_only: bool) -> Result<(u64, IdxDtype, Vec<usize>, usize), DataError> {
     let mut magic = [0u8; 4];
     let n = read_full(r, &mut magic, src, 0)?;
     if n < 4 {
@@ -303,10 +333,20 @@ fn parse_stream<R: Read>(r: &mut R, src: &str, u8_only: bool) -> Result<IdxTenso
     let nbytes = count
         .checked_mul(dtype.size())
         .ok_or_else(|| DataError::shape(src, format!("payload size of dims {dims:?} x {} bytes overflows", dtype.size())))?;
+    Ok((header_len, dtype, dims, nbytes))
+}
+
+fn parse_stream<R: Read>(r: &mut R, src: &str, u8_only: bool, compressed_len: Option<u64>) -> Result<IdxTensor, DataError> {
+    let (header_len, dtype, dims, nbytes) = header_fields(r, src, u8_only)?;
+    // A gzip'd file cannot expand beyond deflate's ratio: never read (or decompress) more.
+    let limit = match compressed_len {
+        Some(c) => (nbytes as u64).min(c.saturating_mul(DEFLATE_MAX_RATIO).saturating_add(1024)),
+        None => nbytes as u64,
+    };
     // Read the payload without trusting the header for the allocation size:
     // `take` + `read_to_end` grows only as data actually arrives.
     let mut payload = Vec::new();
-    r.take(nbytes as u64).read_to_end(&mut payload).map_err(|e| stream_error(src, header_len + payload.len() as u64, e))?;
+    r.take(limit).read_to_end(&mut payload).map_err(|e| stream_error(src, header_len + payload.len() as u64, e))?;
     if payload.len() < nbytes {
         return Err(DataError::at(src, header_len, ErrorKind::Truncated { needed: nbytes as u64, available: payload.len() as u64 }));
     }

@@ -312,9 +312,15 @@ pub fn detect_format(bytes: &[u8]) -> Option<ImageFormat> {
     }
 }
 
+/// Largest PNG or JPEG file [`read_image`] reads (256 MiB).
+pub const IMAGE_FILE_MAX: u64 = 256 << 20;
+
 /// Reads and decodes a PNG or JPEG file.
+///
+/// Files over [`IMAGE_FILE_MAX`] bytes and special files are refused before reading (see
+/// [`crate::fsread`]).
 pub fn read_image(path: &Path) -> Result<Image, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::fsread::read_input(path, IMAGE_FILE_MAX, "an image file may have")?;
     decode_image(&bytes, &path.display().to_string())
 }
 

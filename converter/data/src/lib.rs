@@ -17,6 +17,8 @@
 
 pub mod dataset;
 pub mod error;
+pub mod fsout;
+pub mod fsread;
 pub mod idx;
 pub mod images;
 pub mod npy;

@@ -25,10 +25,10 @@
 //! ([`write_npy`], [`write_npz`] and the typed shortcuts) replace their target
 //! atomically: they write a temporary file in the same directory and rename it.
 
-use std::fs;
 use std::path::Path;
 
 use crate::error::{DataError, ErrorKind};
+use crate::fsread::{read_input, read_input_prefixed};
 use crate::util::write_atomic;
 
 /// The NPY magic string `\x93NUMPY`.
@@ -152,10 +152,31 @@ fn check_shape(label: &str, shape: &[usize], len: usize) -> Result<(), DataError
 // Reading
 // ---------------------------------------------------------------------------
 
+/// Longest NPY header read before the payload size is known (numpy itself refuses headers
+/// over 10,000 bytes by default).
+const NPY_HEADER_MAX: usize = 1 << 20;
+
 /// Reads an `.npy` file.
+///
+/// The file is checked and its header parsed before the payload is read: a special file, or
+/// a file whose size differs from what the header's shape and dtype declare, is refused
+/// without reading the payload (see [`crate::fsread`]).
 pub fn read_npy(path: &Path) -> Result<NpyArray, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
-    read_npy_bytes(&bytes, &path.display().to_string())
+    let label = path.display().to_string();
+    let bytes = read_input_prefixed(path, NPY_HEADER_MAX, |head, len| match parse_head(head, &label) {
+        Ok(h) => {
+            let total = (h.dstart as u64).saturating_add(h.nbytes as u64);
+            if len < total {
+                return Err(DataError::truncated(label.as_str(), h.dstart as u64, h.nbytes as u64, len.saturating_sub(h.dstart as u64)));
+            }
+            Ok(total)
+        }
+        Err(e) if matches!(e.kind, ErrorKind::Truncated { .. }) && (head.len() as u64) < len => {
+            Err(DataError::format(label.as_str(), format!("NPY header longer than {NPY_HEADER_MAX} bytes is not supported")))
+        }
+        Err(e) => Err(e),
+    })?;
+    read_npy_bytes(&bytes, &label)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,8 +222,42 @@ fn parse_descr(descr: &str) -> Option<(Kind, bool)> {
     Some((kind, big))
 }
 
+/// The parsed NPY header: where the payload starts, its size and element type.
+struct Head {
+    shape: Vec<usize>,
+    descr: String,
+    kind: Kind,
+    big: bool,
+    dstart: usize,
+    nbytes: usize,
+}
+
 /// Parses NPY bytes held in memory; `label` names the source in errors.
 pub fn read_npy_bytes(bytes: &[u8], label: &str) -> Result<NpyArray, DataError> {
+    let Head { shape, descr, kind, big, dstart, nbytes } = parse_head(bytes, label)?;
+    let payload = &bytes[dstart..];
+    if payload.len() < nbytes {
+        return Err(DataError::truncated(label, dstart as u64, nbytes as u64, payload.len() as u64));
+    }
+    if payload.len() > nbytes {
+        return Err(DataError::at(
+            label,
+            (dstart + nbytes) as u64,
+            ErrorKind::ShapeMismatch(format!(
+                "{} trailing byte(s) after the {nbytes}-byte payload of shape {:?} {}",
+                payload.len() - nbytes,
+                shape,
+                descr
+            )),
+        ));
+    }
+    let data = decode_payload(payload, kind, big);
+    Ok(NpyArray { shape, data })
+}
+
+/// Parses the magic, version and header dict at the start of `bytes` (the payload need not
+/// be there).
+fn parse_head(bytes: &[u8], label: &str) -> Result<Head, DataError> {
     if bytes.len() < 8 {
         if !NPY_MAGIC.starts_with(&bytes[..bytes.len().min(6)]) {
             return Err(bad_npy_magic(label, bytes));
@@ -265,24 +320,7 @@ pub fn read_npy_bytes(bytes: &[u8], label: &str) -> Result<NpyArray, DataError> 
     let nbytes =
         count.checked_mul(kind.size()).ok_or_else(|| DataError::shape(label, format!("byte size of shape {:?} overflows", h.shape)))?;
     let dstart = hstart + hlen;
-    let payload = &bytes[dstart..];
-    if payload.len() < nbytes {
-        return Err(DataError::truncated(label, dstart as u64, nbytes as u64, payload.len() as u64));
-    }
-    if payload.len() > nbytes {
-        return Err(DataError::at(
-            label,
-            (dstart + nbytes) as u64,
-            ErrorKind::ShapeMismatch(format!(
-                "{} trailing byte(s) after the {nbytes}-byte payload of shape {:?} {}",
-                payload.len() - nbytes,
-                h.shape,
-                h.descr
-            )),
-        ));
-    }
-    let data = decode_payload(payload, kind, big);
-    Ok(NpyArray { shape: h.shape, data })
+    Ok(Head { shape: h.shape, descr: h.descr, kind, big, dstart, nbytes })
 }
 
 fn decode_payload(p: &[u8], kind: Kind, big: bool) -> NpyData {
@@ -596,8 +634,10 @@ pub fn write_npy_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<(), D
 ///
 /// Keys are member names with the `.npy` suffix removed (as numpy's `NpzFile`
 /// does); members not ending in `.npy` (e.g. directories) are skipped.
+///
+/// The archive is read whole, up to [`NPZ_MAX`] bytes (a larger file is refused from its size).
 pub fn read_npz(path: &Path) -> Result<Vec<(String, NpyArray)>, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = read_input(path, NPZ_MAX, "an NPZ archive may have")?;
     read_npz_bytes(&bytes, &path.display().to_string())
 }
 
@@ -617,6 +657,9 @@ pub fn read_npz_bytes(bytes: &[u8], label: &str) -> Result<Vec<(String, NpyArray
     }
     Ok(out)
 }
+
+/// Largest `.npz` archive [`read_npz`] reads (4 GiB).
+pub const NPZ_MAX: u64 = 4 << 30;
 
 /// Looks up `key` in the result of [`read_npz`].
 pub fn npz_get<'a>(members: &'a [(String, NpyArray)], key: &str) -> Option<&'a NpyArray> {

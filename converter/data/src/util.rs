@@ -12,7 +12,12 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory
 /// is written, synced and renamed over `path`. On failure the temporary file
 /// is removed and `path` is left untouched.
+///
+/// A symlink is written through (its final target is replaced); an existing non-regular
+/// target (device, FIFO, directory) is refused (see [`crate::fsout::resolve_output`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let target = crate::fsout::resolve_output(path)?;
+    let path = target.as_path();
     let file_name = path.file_name().ok_or_else(|| DataError::spec(path.display().to_string(), "output path has no file name"))?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -127,6 +127,18 @@ impl fmt::Display for OnnxError {
 
 impl std::error::Error for OnnxError {}
 
+/// Largest ONNX file [`load_onnx`] reads: 2 GiB, the protobuf limit (larger models keep their
+/// weights in external data files).
+pub const ONNX_FILE_MAX: u64 = 2 << 30;
+
+/// The message of a checked-read error without the repeated file name.
+fn io_message(e: temper_data::DataError) -> String {
+    match e.kind {
+        temper_data::ErrorKind::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Load an ONNX model file and import it into an [`ir::Graph`].
 ///
 /// External tensor data is read from files inside the model's directory only. `input_shape`
@@ -134,7 +146,23 @@ impl std::error::Error for OnnxError {}
 /// accepted (and set to 1).
 pub fn load_onnx(path: &Path, input_shape: Option<&[usize]>) -> Result<ir::Graph, OnnxError> {
     let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| OnnxError::Io { file: label.clone(), message: e.to_string() })?;
+    let bytes = temper_data::fsread::read_input_prefixed(path, 16, |head, len| {
+        // A protobuf starts with a tag: field number > 0 and a defined wire type. Checked on
+        // the first byte so that, e.g., a large file of zeros is refused without reading it.
+        if let Some(&b) = head.first() {
+            if b >> 3 == 0 || !matches!(b & 7, 0 | 1 | 2 | 5) {
+                return Err(temper_data::DataError::format(
+                    label.as_str(),
+                    format!("not an ONNX (protobuf) file: byte 0 is 0x{b:02x}, not a valid field tag"),
+                ));
+            }
+        }
+        if len > ONNX_FILE_MAX {
+            return Err(temper_data::fsread::too_large(path, len, ONNX_FILE_MAX, "an ONNX model may have (the 2 GiB protobuf limit)"));
+        }
+        Ok(ONNX_FILE_MAX)
+    })
+    .map_err(|e| OnnxError::Io { file: label.clone(), message: io_message(e) })?;
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),

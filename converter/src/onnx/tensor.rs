@@ -213,7 +213,7 @@ fn read_external(t: &TensorProto<'_>, file: &str, base_dir: Option<&Path>, ctx: 
             base_c.display()
         )));
     }
-    let mut f = std::fs::File::open(&path).map_err(|e| io(&path, e))?;
+    let mut f = temper_data::fsread::open_input(&path).map_err(|e| invalid(format!("external data location '{location}': {e}")))?.file;
     let size = f.metadata().map_err(|e| io(&path, e))?.len();
     let len = match length {
         Some(l) => l,

@@ -220,6 +220,12 @@ pub fn run(cmd: &str, args: &[String]) -> Result<(), String> {
         return Ok(());
     }
     let out = PathBuf::from(a.get("out").or(a.get("o")).ok_or("missing --out OUT.onnx")?);
+    {
+        // The output may be neither the student/model nor a teacher.
+        let mut ins: Vec<&Path> = ["model", "student"].iter().filter_map(|k| a.get(k)).map(Path::new).collect();
+        ins.extend(a.multi.get("teacher").into_iter().flatten().map(Path::new));
+        temper_data::fsout::check_outputs(&ins, &[out.as_path()]).map_err(|e| e.to_string())?;
+    }
     let val_ds = match a.get("val").unwrap_or("fashion-mnist:val") {
         "none" => None,
         s => Some(load_dataset(s).map_err(|e| e.to_string())?),

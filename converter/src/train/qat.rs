@@ -1161,6 +1161,7 @@ pub fn run_cli(args: &[String]) -> Result<bool, String> {
     let get = |k: &str, d: &'static str| opts.get(k).map(|s| s.as_str()).unwrap_or(d).to_string();
     let model_path = opts.get("model").ok_or("missing --model S.onnx")?.clone();
     let out = std::path::PathBuf::from(opts.get("o").or(opts.get("out")).ok_or("missing -o OUT.tmf")?);
+    temper_data::fsout::check_outputs(&[std::path::Path::new(&model_path)], &[out.as_path()]).map_err(|e| e.to_string())?;
     let norm = Normalize::new(
         floats(&get("mean", "0.2860"), "--mean")?,
         floats(&get("std", "0.3530"), "--std")?,

@@ -36,7 +36,8 @@
  * Ownership
  * ---------
  * - A temper_model owns its copy of the model bytes (temper_model_load_memory), its file
- *   mapping (temper_model_load_path), or borrows the caller's bytes
+ *   private copy of a file (temper_model_load_path: replacing or truncating the file later
+ *   cannot affect it), or borrows the caller's bytes
  *   (temper_model_load_memory_nocopy). Free it with temper_model_free after every session
  *   created from it has been freed.
  * - A temper_session borrows its model and the caller's arena: both must stay valid, and the
@@ -117,6 +118,8 @@ typedef enum temper_status {
     TEMPER_ERROR_INPUT_NOT_SET = 24,
     /** The worker threads asked for by temper_session_set_threads could not be started. */
     TEMPER_ERROR_THREADS_UNAVAILABLE = 25,
+    /** An f32 input holds NaN or infinity (nothing was set). */
+    TEMPER_ERROR_NON_FINITE = 26,
     /** Memory for the model copy or the session object could not be allocated. */
     TEMPER_ERROR_OUT_OF_MEMORY = 30,
     /** Internal error (a bug in temper); the session involved is unusable. */
@@ -260,8 +263,9 @@ temper_status temper_session_set_threads(temper_session *session, size_t threads
 
 /**
  * Set graph input `index` from `count` real values (NHWC for 4-D inputs), quantized with the
- * input's scale and zero point. `data` must be aligned for float.
- * Errors: NULL_POINTER, INVALID_ARGUMENT, NO_SUCH_TENSOR, WRONG_LENGTH, PANIC.
+ * input's scale and zero point. `data` must be aligned for float. NaN or infinity anywhere is
+ * rejected with NON_FINITE and the input is left as it was.
+ * Errors: NULL_POINTER, INVALID_ARGUMENT, NO_SUCH_TENSOR, WRONG_LENGTH, NON_FINITE, PANIC.
  */
 temper_status temper_set_input_f32(temper_session *session, size_t index, const float *data, size_t count);
 

@@ -13,7 +13,8 @@ struct Block([u8; 64]);
 enum Storage {
     /// A 64-aligned heap copy (`temper_model_load_memory`). Never mutated or reallocated.
     Owned(#[allow(dead_code)] Vec<Block>),
-    /// A read-only file mapping (`temper_model_load_path`).
+    /// A private aligned copy of a file (`temper_model_load_path`; `ModelFile::open` copies, so
+    /// the file may be replaced or truncated while the model is in use).
     Mapped(#[allow(dead_code)] MappedModel),
     /// The caller's bytes (`temper_model_load_memory_nocopy`): the caller keeps them alive.
     Borrowed,
@@ -34,7 +35,7 @@ impl std::fmt::Debug for TemperModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.storage {
             Storage::Owned(_) => "owned copy",
-            Storage::Mapped(_) => "file mapping",
+            Storage::Mapped(_) => "file copy",
             Storage::Borrowed => "caller's bytes",
         };
         write!(f, "TemperModel({:?}, {} bytes, {kind})", self.model.name(), self.model.bytes().len())

@@ -47,6 +47,8 @@ pub enum TemperStatus {
     InputNotSet = 24,
     /// The worker threads asked for could not be started.
     ThreadsUnavailable = 25,
+    /// An f32 input holds NaN or infinity.
+    NonFinite = 26,
     /// An allocation failed.
     OutOfMemory = 30,
     /// Internal error (a caught panic).
@@ -55,7 +57,7 @@ pub enum TemperStatus {
 
 impl TemperStatus {
     /// Every status, for the name table and the tests.
-    pub const ALL: [TemperStatus; 20] = [
+    pub const ALL: [TemperStatus; 21] = [
         TemperStatus::Ok,
         TemperStatus::NullPointer,
         TemperStatus::InvalidArgument,
@@ -74,6 +76,7 @@ impl TemperStatus {
         TemperStatus::NotPixelInput,
         TemperStatus::InputNotSet,
         TemperStatus::ThreadsUnavailable,
+        TemperStatus::NonFinite,
         TemperStatus::OutOfMemory,
         TemperStatus::Panic,
     ];
@@ -99,6 +102,7 @@ impl TemperStatus {
             TemperStatus::NotPixelInput => c"TEMPER_ERROR_NOT_PIXEL_INPUT",
             TemperStatus::InputNotSet => c"TEMPER_ERROR_INPUT_NOT_SET",
             TemperStatus::ThreadsUnavailable => c"TEMPER_ERROR_THREADS_UNAVAILABLE",
+            TemperStatus::NonFinite => c"TEMPER_ERROR_NON_FINITE",
             TemperStatus::OutOfMemory => c"TEMPER_ERROR_OUT_OF_MEMORY",
             TemperStatus::Panic => c"TEMPER_ERROR_PANIC",
         }
@@ -140,6 +144,7 @@ impl Error {
                 RunError::NotPixelInput { .. } => TemperStatus::NotPixelInput,
                 RunError::InputNotSet { .. } => TemperStatus::InputNotSet,
                 RunError::ThreadsUnavailable { .. } => TemperStatus::ThreadsUnavailable,
+                RunError::NonFinite { .. } => TemperStatus::NonFinite,
             },
             Error::NoSuchKey => TemperStatus::NoSuchKey,
             Error::OutOfMemory(_) => TemperStatus::OutOfMemory,

@@ -23,6 +23,8 @@ Options:
                     split into bands of output rows; outputs are identical for every T
   --split-min M     with --threads: split layers only into parts of at least M multiply-
                     accumulates (default: the runtime's MIN_WORK_PER_PART); tune per machine
+  --mmap            map the model (zero copy) instead of reading a private copy; only for
+                    files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
   -h, --help        this help
 
 Reports the model load time (map + full validation including checksums), the latency of
@@ -74,6 +76,7 @@ fn parse_vmhwm(status: &str) -> Option<u64> {
 /// Entry point of `bench`.
 pub fn main(argv: &[String]) -> CliResult {
     const OPTS: &[Opt] = &[
+        Opt::flag("mmap"),
         Opt::value("runs"),
         Opt::value("warmup"),
         Opt::value("kernels"),
@@ -96,7 +99,7 @@ pub fn main(argv: &[String]) -> CliResult {
     let split_min: usize = p.number("split-min", temper_runtime::threads::MIN_WORK_PER_PART, 1)?;
 
     let t0 = Instant::now();
-    let file = common::open_model(path)?;
+    let file = common::open_model(path, p.flag("mmap"))?;
     let model = common::view(&file, path)?;
     let load_us = t0.elapsed().as_secs_f64() * 1e6;
 

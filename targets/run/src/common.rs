@@ -7,25 +7,22 @@ use std::path::Path;
 use temper_kernels::dispatch::{self, Kernels, Level};
 use temper_kernels::Features;
 use temper_runtime::format::InputKind;
-use temper_runtime::{MappedModel, Model, OpenError, TensorView};
+use temper_runtime::{Model, ModelFile, OpenError, TensorView};
 
 /// Alignment of session arenas (the runtime's data alignment; SIMD-friendly).
 pub const ARENA_ALIGN: usize = 64;
 
-/// Map and fully validate (structure and checksums) a model file.
-pub fn open_model(path: &str) -> CliResult<MappedModel> {
+/// Read (a private copy; `mmap`: map, zero copy) and fully validate (structure and checksums)
+/// a model file. The copy is immune to the file being replaced or truncated while the command
+/// runs; the mapping is for read-only media (see `temper_runtime::ModelFile`).
+pub fn open_model(path: &str, mmap: bool) -> CliResult<ModelFile> {
     let p = Path::new(path);
-    match std::fs::metadata(p) {
-        Err(e) => return Err(CliError::failed(format!("cannot open model {path}: {e}"))),
-        Ok(m) if m.is_dir() => return Err(CliError::failed(format!("cannot open model {path}: it is a directory"))),
-        Ok(m) if m.len() == 0 => return Err(CliError::failed(format!("{path}: invalid model: the file is empty"))),
-        Ok(_) => {}
-    }
-    MappedModel::open(p).map_err(|e| open_error(path, e))
+    let r = if mmap { ModelFile::open_mapped(p) } else { ModelFile::open(p) };
+    r.map_err(|e| open_error(path, e))
 }
 
-/// The validated model view of a mapped file.
-pub fn view<'f>(file: &'f MappedModel, path: &str) -> CliResult<Model<'f>> {
+/// The validated model view of a loaded file.
+pub fn view<'f>(file: &'f ModelFile, path: &str) -> CliResult<Model<'f>> {
     file.model().map_err(|e| open_error(path, e))
 }
 

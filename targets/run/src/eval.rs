@@ -30,7 +30,10 @@ Options:
   --threads T       worker threads, each with its own session and arena (default 1)
   --layout L        auto (default), nchw or nhwc: layout of 4-D image arrays
   --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm)
+  --allow-nonfinite accept NaN/Inf in f32 images (Inf saturates, NaN becomes 0; default: error)
   --json            print the result as JSON
+  --mmap            map the model (zero copy) instead of reading a private copy; only for
+                    files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
   -h, --help        this help
 
 Input path: u8 images go through the model's pixel normalization (set_input_u8) when the model
@@ -90,8 +93,9 @@ fn is_npy(path: &Path) -> bool {
         return true;
     }
     let mut head = [0u8; 6];
-    match std::fs::File::open(path) {
-        Ok(mut f) => f.read_exact(&mut head).is_ok() && &head == temper_data::npy::NPY_MAGIC,
+    // A checked open: a FIFO or device is left to the reader, which names the problem.
+    match temper_data::fsread::open_input(path) {
+        Ok(mut f) => f.file.read_exact(&mut head).is_ok() && &head == temper_data::npy::NPY_MAGIC,
         Err(_) => false,
     }
 }
@@ -106,6 +110,28 @@ pub(crate) fn load(command: &'static str, p: &args::Parsed) -> CliResult<Dataset
     };
     let opts = LoadOptions { layout, ..LoadOptions::default() };
     let fail = |e: temper_data::DataError| CliError::failed(e.to_string());
+    let ds = load_any(command, p, &opts, fail)?;
+    if let (Pixels::F32(v), false) = (&ds.images, p.flag("allow-nonfinite")) {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(CliError::failed(format!(
+                "{}: image {} element {} is {} (not a finite number); non-finite inputs are rejected (--allow-nonfinite saturates them)",
+                ds.source,
+                i / ds.shape[1..].iter().product::<usize>().max(1),
+                i % ds.shape[1..].iter().product::<usize>().max(1),
+                v[i]
+            )));
+        }
+    }
+    Ok(ds)
+}
+
+fn load_any(
+    command: &'static str,
+    p: &args::Parsed,
+    opts: &LoadOptions,
+    fail: impl Fn(temper_data::DataError) -> CliError,
+) -> CliResult<Dataset> {
+    let opts = *opts;
     match (p.get("data"), p.get("images"), p.get("labels")) {
         (Some(spec), None, None) => dataset::load_dataset_with(spec, &opts).map_err(fail),
         (Some(_), _, _) => Err(CliError::usage(command, "give either --data SPEC or --images/--labels, not both")),
@@ -218,7 +244,7 @@ fn worker(
                 (Feed::Float, Pixels::U8(_)) => return Err("internal: f32 feed for u8 data".into()),
             }
         }
-        let r = if feed == Feed::Pixels { s.set_input_u8(0, &u8buf) } else { s.set_input_f32(0, &f32buf) };
+        let r = if feed == Feed::Pixels { s.set_input_u8(0, &u8buf) } else { s.set_input_f32_saturating(0, &f32buf) };
         r.and_then(|()| s.run()).map_err(|e| e.to_string())?;
         let out = s.output_i8(0).map_err(|e| e.to_string())?;
         for row in out.chunks(map.classes).take(real) {
@@ -265,6 +291,8 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// Entry point of `eval`.
 pub fn main(argv: &[String]) -> CliResult {
     const OPTS: &[Opt] = &[
+        Opt::flag("allow-nonfinite"),
+        Opt::flag("mmap"),
         Opt::value("images"),
         Opt::value("labels"),
         Opt::value("data"),
@@ -287,7 +315,7 @@ pub fn main(argv: &[String]) -> CliResult {
     let threads: usize = p.number("threads", 1, 1)?;
     let json = p.flag("json");
     let kernels = common::select_kernels("eval", p.get("kernels"))?;
-    let file = common::open_model(path)?;
+    let file = common::open_model(path, p.flag("mmap"))?;
     let model = common::view(&file, path)?;
     let mut ds = load("eval", &p)?;
     if let Some(n) = limit {

@@ -13,7 +13,11 @@ use temper_runtime::Model;
 const HELP: &str = "\
 temper-run info: describe a .tmf model
 
-Usage: temper-run info MODEL.tmf
+Usage: temper-run info MODEL.tmf [--mmap]
+
+Options:
+  --mmap            map the model (zero copy) instead of reading a private copy; only for
+                    files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
 
 Prints the format version, name, every metadata key/value, file and arena sizes, the op table
 (index, op, name, input/output shapes, output scale/zero point, scratch bytes), a tensor
@@ -28,13 +32,13 @@ with the loader's message and exit status 1.
 
 /// Entry point of `info`.
 pub fn main(argv: &[String]) -> CliResult {
-    let p = args::parse("info", argv, &[] as &[Opt])?;
+    let p = args::parse("info", argv, &[Opt::flag("mmap")])?;
     if p.help {
         print!("{HELP}");
         return Ok(());
     }
     let path = p.model_path()?;
-    let file = common::open_model(path)?;
+    let file = common::open_model(path, p.flag("mmap"))?;
     let model = common::view(&file, path)?;
     print!("{}", render(&model, path));
     Ok(())

@@ -18,8 +18,12 @@ Options:
   --raw             the input holds raw 0..=255 pixel values of any numeric dtype (e.g. float
                     0..255 images); they are fed as u8 through the model's pixel normalization
   --output-i8       write the raw quantized int8 outputs instead of dequantized f32
+  --allow-nonfinite accept NaN/Inf in f32 inputs (Inf saturates, NaN becomes 0); by default
+                    they are an error naming the first one
   --layout L        auto (default), nchw or nhwc: layout of 4-D inputs
   --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm)
+  --mmap            map the model (zero copy) instead of reading a private copy; only for
+                    files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
   -h, --help        this help
 
 Input dtypes:
@@ -155,7 +159,8 @@ impl Values {
     fn feed(&self, s: &mut Session<'_, '_>, index: usize, k: usize, per: usize) -> Result<(), temper_runtime::RunError> {
         let r = k * per..(k + 1) * per;
         match self {
-            Values::F32(v) => s.set_input_f32(index, &v[r]),
+            // Non-finite values were rejected in `prepare` unless --allow-nonfinite.
+            Values::F32(v) => s.set_input_f32_saturating(index, &v[r]),
             Values::I8(v) => s.set_input_i8(index, &v[r]),
             Values::U8(v) => s.set_input_u8(index, &v[r]),
         }
@@ -192,12 +197,20 @@ struct Prepared {
     shape: Vec<usize>,
 }
 
-fn prepare(model: &Model<'_>, index: usize, path: &str, raw: bool, layout: LayoutOpt) -> CliResult<Prepared> {
+fn prepare(model: &Model<'_>, index: usize, path: &str, raw: bool, layout: LayoutOpt, allow_nonfinite: bool) -> CliResult<Prepared> {
     let id = model.graph_inputs()[index];
     let t = model.tensor(id);
     let dims = common::dims_usize(&t);
     let arr: NpyArray = temper_data::read_npy(Path::new(path)).map_err(|e| CliError::failed(e.to_string()))?;
     let values = to_values(arr.data, raw, path).map_err(CliError::failed)?;
+    if let (Values::F32(v), false) = (&values, allow_nonfinite) {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(CliError::failed(format!(
+                "{path}: element {i} is {} (not a finite number); non-finite inputs are rejected (--allow-nonfinite saturates them)",
+                v[i]
+            )));
+        }
+    }
     if matches!(values, Values::U8(_)) && !common::accepts_pixels(model, id) {
         return Err(CliError::failed(format!(
             "{path}: u8 raw pixels given, but model input {index} '{}' accepts no raw pixels (no pixel input record); give f32 values in the model's input domain or i8 quantized values",
@@ -219,10 +232,12 @@ fn prepare(model: &Model<'_>, index: usize, path: &str, raw: bool, layout: Layou
 /// Entry point of `run`.
 pub fn main(argv: &[String]) -> CliResult {
     const OPTS: &[Opt] = &[
+        Opt::flag("mmap"),
         Opt::repeated("input"),
         Opt::repeated("output"),
         Opt::flag("raw"),
         Opt::flag("output-i8"),
+        Opt::flag("allow-nonfinite"),
         Opt::value("layout"),
         Opt::value("kernels"),
     ];
@@ -242,7 +257,11 @@ pub fn main(argv: &[String]) -> CliResult {
     let layout = LayoutOpt::parse("run", p.get("layout"))?;
     let kernels = common::select_kernels("run", p.get("kernels"))?;
 
-    let file = common::open_model(path)?;
+    // No output may be the model, an input or another output (checked before anything runs).
+    let ins: Vec<&Path> = std::iter::once(path).chain(inputs.iter().copied()).map(Path::new).collect();
+    let outs: Vec<&Path> = outputs.iter().map(Path::new).collect();
+    temper_data::fsout::check_outputs(&ins, &outs).map_err(|e| CliError::failed(format!("--output {e}")))?;
+    let file = common::open_model(path, p.flag("mmap"))?;
     let model = common::view(&file, path)?;
     let g_in = model.graph_inputs();
     let g_out = model.graph_outputs();
@@ -264,7 +283,7 @@ pub fn main(argv: &[String]) -> CliResult {
 
     let mut prepared = Vec::with_capacity(inputs.len());
     for (i, inp) in inputs.iter().enumerate() {
-        prepared.push(prepare(&model, i, inp, raw, layout)?);
+        prepared.push(prepare(&model, i, inp, raw, layout, p.flag("allow-nonfinite"))?);
     }
     let items = prepared[0].fit.items;
     if let Some((i, q)) = prepared.iter().enumerate().find(|(_, q)| q.fit.items != items) {

@@ -27,7 +27,10 @@ Options:
   --rss-slack KIB     tolerated RSS growth above the baseline, in KiB (default 0)
   --layout L          auto (default), nchw or nhwc: layout of 4-D image arrays
   --kernels LEVEL     force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm)
+  --allow-nonfinite accept NaN/Inf in f32 images (Inf saturates, NaN becomes 0; default: error)
   --json              print the result as JSON
+  --mmap            map the model (zero copy) instead of reading a private copy; only for
+                    files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
   -h, --help          this help
 
 One session and one arena run the images in order, cyclically, COUNT times. The first pass over
@@ -121,7 +124,7 @@ fn feed_step(
             (Feed::Float, Pixels::U8(_)) => return Err("internal: f32 feed for u8 data".into()),
         }
     }
-    let r = if feed == Feed::Pixels { s.set_input_u8(0, u8buf) } else { s.set_input_f32(0, f32buf) };
+    let r = if feed == Feed::Pixels { s.set_input_u8(0, u8buf) } else { s.set_input_f32_saturating(0, f32buf) };
     r.map_err(|e| e.to_string())
 }
 
@@ -241,6 +244,8 @@ fn soak(
 /// Entry point of `soak`.
 pub fn main(argv: &[String]) -> CliResult {
     const OPTS: &[Opt] = &[
+        Opt::flag("allow-nonfinite"),
+        Opt::flag("mmap"),
         Opt::value("images"),
         Opt::value("labels"),
         Opt::value("data"),
@@ -270,7 +275,7 @@ pub fn main(argv: &[String]) -> CliResult {
     let json = p.flag("json");
     let kernels = common::select_kernels("soak", p.get("kernels"))?;
     let page_kib = page_kib().ok_or_else(|| CliError::failed("cannot read the page size from /proc/self/auxv (soak needs Linux /proc)"))?;
-    let file = common::open_model(path)?;
+    let file = common::open_model(path, p.flag("mmap"))?;
     let model = common::view(&file, path)?;
     let mut ds = eval::load("soak", &p)?;
     if let Some(n) = limit {
