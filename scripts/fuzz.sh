@@ -11,6 +11,9 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # Exit status: non-zero when any target's `cargo fuzz run` fails (a crash, a leak, a timeout,
 # a build error); every target still runs. The full log of a failing target is kept in
 # fuzz/artifacts/TARGET/last-run.log and its last lines are printed.
+# Build outside the checkout so a fresh clone (CI) reuses the instrumented dependencies.
+target_dir="${TEMPER_FUZZ_TARGET_DIR:-$HOME/.cache/temper/fuzz-target}"
+mkdir -p "$target_dir"
 failed=()
 for t in model_from_bytes onnx_import npy_read; do
   mkdir -p "corpus/$t" "artifacts/$t"
@@ -18,7 +21,7 @@ for t in model_from_bytes onnx_import npy_read; do
   echo "== $t ($secs s)"
   log="artifacts/$t/last-run.log"
   set +e
-  RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=500000 -rss_limit_mb=4096 2>&1 |
+  RUSTC_BOOTSTRAP=1 cargo fuzz run -O --target-dir "$target_dir" "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=500000 -rss_limit_mb=4096 2>&1 |
     tee "$log" | grep --line-buffered -E "DONE|Done|crash|panicked|ERROR|SUMMARY"
   rc=${PIPESTATUS[0]}
   set -e
