@@ -18,19 +18,41 @@ src="$work/src"
 export CARGO_TARGET_DIR="$work/target"
 export CI=true # missing data must fail, not skip: a skipped test would "kill" nothing
 
-# name | file | perl substitution (applied once to the whole file) | test command
+# Four fields a mutant: name, file, perl substitution (applied once to the whole file), test command.
 mutants=(
-  "requant-round-half-down|kernels/src/requant.rs|s/let r = \(p \+ \(1i64 << \(shift - 1\)\)\) >> shift;/let r = (p + (1i64 << (shift - 1)) - 1) >> shift;/|cargo test -q -p temper-kernels"
-  "requant-i64-no-rounding|kernels/src/requant.rs|s/let r = \(acc \+ \(1i64 << \(shift - 1\)\)\) >> shift;/let r = acc >> shift;/|cargo test -q -p temper-kernels"
-  "softmax-round-down|kernels/src/reference/softmax.rs|s/let p = \(512 \* e \+ sum\) \/ \(2 \* sum\);/let p = (512 * e) \/ (2 * sum);/|cargo test -q -p temper-kernels --lib"
-  "softmax-max-row|kernels/src/reference/softmax.rs|s/let m = x.iter\(\).copied\(\).max\(\)/let m = x.iter().copied().min()/|cargo test -q -p temper-kernels --lib"
-  "crc32-polynomial|runtime/src/format.rs|s/0xEDB8_8320/0xEDB8_8321/|cargo test -q -p temper-runtime --lib"
-  "loader-section-end|runtime/src/model/load.rs|s/if s.offset < hlen as u64 \|\| end > bytes.len\(\) as u64 \{/if s.offset < hlen as u64 {/|cargo test -q -p temper-tests --test mutation"
-  "loader-file-len|runtime/src/model/load.rs|s/if header.file_len != bytes.len\(\) as u64 \{/if header.file_len > bytes.len() as u64 {/|cargo test -q -p temper-tests --test mutation"
-  "ptq-gate-inverted|converter/src/ptq.rs|s/if drop > m \{/if drop < m {/|cargo test -q -p temper-converter --test quantize_e2e"
-  "pipeline-gate-inverted|converter/src/pipeline.rs|s/if drop > m \{/if drop < m {/|cargo test -q -p temper-converter --test pipeline_e2e"
-  "pipeline-gate-never-fails|converter/src/pipeline.rs|s/if drop > m \{/if drop > m + 100.0 {/|cargo test -q -p temper-converter --test pipeline_e2e"
-  "idx-magic-ignored|converter/data/src/idx.rs|s/if magic\[..n.min\(2\)\].iter\(\).any\(\|&b\| b != 0\) \{/if false {/|cargo test -q -p temper-data --test idx"
+  requant-round-half-down kernels/src/requant.rs
+    's/let r = \(p \+ \(1i64 << \(shift - 1\)\)\) >> shift;/let r = (p + (1i64 << (shift - 1)) - 1) >> shift;/'
+    'cargo test -q -p temper-kernels'
+  requant-i64-no-rounding kernels/src/requant.rs
+    's/let r = \(acc \+ \(1i64 << \(shift - 1\)\)\) >> shift;/let r = acc >> shift;/'
+    'cargo test -q -p temper-kernels'
+  softmax-round-down kernels/src/reference/softmax.rs
+    's/let p = \(512 \* e \+ sum\) \/ \(2 \* sum\);/let p = (512 * e) \/ (2 * sum);/'
+    'cargo test -q -p temper-kernels --lib'
+  softmax-max-row kernels/src/reference/softmax.rs
+    's/let m = x.iter\(\).copied\(\).max\(\)/let m = x.iter().copied().min()/'
+    'cargo test -q -p temper-kernels --lib'
+  crc32-polynomial runtime/src/format.rs
+    's/0xEDB8_8320/0xEDB8_8321/'
+    'cargo test -q -p temper-runtime --lib'
+  loader-section-end runtime/src/model/load.rs
+    's/if s.offset < hlen as u64 \|\| end > bytes.len\(\) as u64 \{/if s.offset < hlen as u64 {/'
+    'cargo test -q -p temper-tests --test mutation'
+  loader-file-len runtime/src/model/load.rs
+    's/if header.file_len != bytes.len\(\) as u64 \{/if header.file_len > bytes.len() as u64 {/'
+    'cargo test -q -p temper-tests --test mutation'
+  ptq-gate-inverted converter/src/ptq.rs
+    's/if drop > m \{/if drop < m {/'
+    'cargo test -q -p temper-converter --test quantize_e2e'
+  pipeline-gate-inverted converter/src/pipeline.rs
+    's/if drop > m \{/if drop < m {/'
+    'cargo test -q -p temper-converter --test pipeline_e2e'
+  pipeline-gate-never-fails converter/src/pipeline.rs
+    's/if drop > m \{/if drop > m + 100.0 {/'
+    'cargo test -q -p temper-converter --test pipeline_e2e'
+  idx-magic-ignored converter/data/src/idx.rs
+    's/if magic\[..n.min\(2\)\].iter\(\).any\(\|&b\| b != 0\) \{/if false {/'
+    'cargo test -q -p temper-data --test idx'
 )
 
 only=("$@")
@@ -45,12 +67,12 @@ killed=0
 survived=0
 errors=0
 report=()
-for m in "${mutants[@]}"; do
-  IFS='|' read -r name file subst cmd <<<"$m"
+for ((i = 0; i < ${#mutants[@]}; i += 4)); do
+  name=${mutants[i]} file=${mutants[i + 1]} subst=${mutants[i + 2]} cmd=${mutants[i + 3]}
   if [ ${#only[@]} -gt 0 ] && ! printf '%s\n' "${only[@]}" | grep -qx "$name"; then
     continue
   fi
-  cp "$root/$file" "$src/$file.orig"
+  cp "$src/$file" "$src/$file.orig"
   perl -0pi -e "$subst" "$src/$file"
   if cmp -s "$src/$file" "$src/$file.orig"; then
     echo "!! $name: the pattern no longer matches $file (update the mutant list)"
