@@ -23,6 +23,8 @@ stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 stage "rustdoc -D warnings (public items documented, intra-doc links resolve)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+stage "mAP vs pycocotools: venv /tmp/temper-coco-venv from PyPI (used by converter/tests/map_pycocotools.rs)"
+bench/map_vs_pycocotools.sh --venv-only
 stage "cargo test (x86_64: every kernel level this CPU runs, forced lower levels, whole models)"
 cargo test --workspace
 stage "no_std builds"

@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: ONNX → [`ir::Graph`] → passes → (calibrate) → quantized graph → `.tmf`.
 
+pub mod detect;
 pub mod eval;
 pub mod fp32;
 pub mod ir;

@@ -8,6 +8,8 @@
 //! * [`images`] — PNG / JPEG decoding, resizing, channel handling, image folders.
 //! * [`dataset`] — a uniform labeled in-memory [`Dataset`], loaded from a spec
 //!   string with [`load_dataset`], with subsets and normalized batches.
+//! * [`detect`] — detection datasets (COCO JSON, YOLO txt, Pascal VOC XML) and the letterbox /
+//!   resize geometry.
 //! * [`error`] — the [`DataError`] type returned by everything here.
 //!
 //! No function in this crate panics on malformed input; every problem is a
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dataset;
+pub mod detect;
 pub mod error;
 pub mod fsout;
 pub mod fsread;
@@ -26,6 +29,7 @@ mod util;
 mod zip;
 
 pub use dataset::{load_dataset, load_dataset_with, Batch, Dataset, LoadOptions, Normalize, Pixels};
+pub use detect::{load_detection, DetBox, DetLoadOptions, DetSample, DetectionDataset, Geometry};
 pub use error::{DataError, ErrorKind};
 pub use idx::{read_idx, read_idx_any, read_idx_bytes, IdxArray, IdxData, IdxTensor};
 pub use images::{read_image, ColorMode, Image};
