@@ -10,7 +10,7 @@ use crate::ops::channel_affine;
 /// `(x, a, b)`: the activation input and the per-channel scale and offset.
 type Affine = (TensorId, Vec<f32>, Vec<f32>);
 
-/// `(a, b)` with `node(x) = a[c]·x + b[c]` and the activation input `x`, if `node` is a constant
+/// `(x, a, b)` with `node(x) = a[c]·x + b[c]`, if `node` is a constant
 /// per-tensor or per-channel Mul/Add/Sub/Div (any side for Mul/Add/Sub, `x / c` for Div) or an
 /// inference BatchNorm with constant parameters. Div by a constant containing 0 is an error.
 fn affine_form(g: &Graph, n: &Node) -> Result<Option<Affine>, PassError> {
