@@ -450,7 +450,7 @@ pub fn lower(g: &Graph, cal: &Calibration, opts: &LowerOptions) -> Result<Lowere
             }
             other => {
                 return Err(e(format!(
-                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax, Resize, Concat, Pad)",
+                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax, Resize, Concat, Pad, ChannelAffine)",
                     other.name()
                 )))
             }
