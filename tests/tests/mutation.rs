@@ -352,3 +352,62 @@ fn fuzz_regressions_load_consistently_or_fail() {
     }
     assert!(n > 0, "no reproducers found in {}", dir.display());
 }
+
+/// ChannelAffine's constants and quantization, mutated one at a time (checksums off so the
+/// structural validation alone must catch them): every hostile value is rejected with an error,
+/// and the unmodified model loads and runs.
+#[test]
+fn channel_affine_hostile_params_are_rejected() {
+    use temper_kernels::QParams;
+    use temper_runtime::writer::Builder;
+    let mut b = Builder::new("affine");
+    let x = b.activation("x", &[1, 2, 2, 3], QParams { scale: 0.05, zero_point: 4 });
+    b.input(x);
+    let y = b.activation("y", &[1, 2, 2, 3], QParams { scale: 0.07, zero_point: -3 });
+    b.channel_affine("aff", x, y, &[0.5, -1.25, 2.0], &[0.1, -0.2, 0.3], (-128, 127)).unwrap();
+    b.output(y);
+    let bytes = b.finish().unwrap();
+    let off = LoadOptions { verify_checksums: false };
+    assert!(load_and_run(&bytes, off));
+    // tensor records (88 bytes each) in builder order: x, y, mult, shift, offset
+    let (t, _) = section(&bytes, 2);
+    let rec = |i: usize| t + i * 88;
+    let data = |i: usize| u64::from_le_bytes(bytes[rec(i) + 56..rec(i) + 64].try_into().unwrap()) as usize;
+    let mut hostile: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut put = |what: &'static str, at: usize, v: [u8; 4]| {
+        let mut m = bytes.clone();
+        m[at..at + 4].copy_from_slice(&v);
+        hostile.push((what, m));
+    };
+    put("zero input scale", rec(0) + 72, 0f32.to_le_bytes());
+    put("zero output scale", rec(1) + 72, 0f32.to_le_bytes());
+    put("NaN output scale", rec(1) + 72, f32::NAN.to_le_bytes());
+    put("multiplier below 2^30", data(2) + 4, 5i32.to_le_bytes());
+    put("negative multiplier below 2^30", data(2) + 4, (-5i32).to_le_bytes());
+    put("multiplier i32::MIN", data(2), i32::MIN.to_le_bytes());
+    put("shift 0", data(3), 0i32.to_le_bytes());
+    put("shift 63", data(3) + 8, 63i32.to_le_bytes());
+    put("offset above 2^24", data(4) + 4, ((1i32 << 24) + 1).to_le_bytes());
+    put("offset i32::MIN", data(4), i32::MIN.to_le_bytes());
+    // channel count mismatch: the multipliers become a 1-element vector (a valid tensor)
+    let mut m = bytes.clone();
+    put_u32(&mut m, rec(2) + 16, 1);
+    put_u64(&mut m, rec(2) + 64, 4);
+    hostile.push(("per-tensor multiplier for 3 channels", m));
+    let mut m = bytes.clone();
+    put_u32(&mut m, rec(4) + 16, 1);
+    put_u64(&mut m, rec(4) + 64, 4);
+    hostile.push(("1 offset for 3 channels", m));
+    for (what, m) in &hostile {
+        let buf = AlignedBuf::from_bytes(m);
+        let e = Model::from_bytes_with(buf.as_bytes(), off).err().unwrap_or_else(|| panic!("{what}: loaded"));
+        eprintln!("{what}: {e}");
+        assert!(e.to_string().starts_with("invalid model:"), "{what}: {e}");
+    }
+    // a valid negative multiplier (a sign flip of channel 0) still loads and runs
+    let mut m = bytes.clone();
+    let at = data(2);
+    let v = i32::from_le_bytes(m[at..at + 4].try_into().unwrap());
+    m[at..at + 4].copy_from_slice(&(-v).to_le_bytes());
+    assert!(load_and_run(&m, off));
+}

@@ -266,3 +266,27 @@ fn lut_softmax_and_transposed_conv() {
     }
     close(&out, &want, QY, 0.5001, "conv_transpose");
 }
+
+#[test]
+fn channel_affine_per_channel_with_negative_and_zero_scales() {
+    let mut r = Rng(16);
+    let x = rand_i8(&mut r, 2 * 3 * 4 * 5);
+    let a = [0.8f32, -1.7, 0.0, 2.5, -0.05];
+    let bb = [0.3f32, -0.9, 1.1, 0.0, -2.0];
+    for (shape, clamp) in [(vec![2usize, 3, 4, 5], (-128, 127)), (vec![24, 5], (3, 127))] {
+        let out = run(
+            |b| {
+                let xi = b.activation("x", &shape, QA);
+                b.input(xi);
+                let y = b.activation("y", &shape, QY);
+                b.channel_affine("affine", xi, y, &a, &bb, clamp).unwrap();
+                y
+            },
+            std::slice::from_ref(&x),
+        );
+        let fx = deq(&x, QA);
+        let lo = dequantize(clamp.0 as i8, QY.scale, QY.zero_point);
+        let want: Vec<f32> = fx.iter().enumerate().map(|(i, &v)| (v * a[i % 5] + bb[i % 5]).max(lo)).collect();
+        close(&out, &want, QY, 1.0, "channel_affine");
+    }
+}

@@ -20,6 +20,7 @@ use crate::onnx::import::ImportCx;
 use crate::onnx::OnnxError;
 use crate::quant::lower::{LowerCx, LowerOut};
 
+pub mod channel_affine;
 pub mod concat;
 pub mod pad;
 pub mod resize;
@@ -66,6 +67,8 @@ pub(crate) enum OnnxAttr {
     I(i64),
     /// STRING.
     S(String),
+    /// FLOAT.
+    F(f32),
 }
 
 /// How an op appears in an ONNX file written by the converter.

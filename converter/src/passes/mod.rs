@@ -3,7 +3,9 @@
 //! [`optimize`] runs, in order: Identity/Dropout removal, constant folding (with the FP32
 //! engine), folding of constant per-channel Add/Sub/Mul/Div into the preceding Conv /
 //! ConvTranspose / Dense (bias and weight scale), BatchNorm folding, HardSwish pattern fusion,
-//! Relu/Clip fusion into producers, dead-node removal, tensor compaction and a full shape check.
+//! Relu/Clip fusion into producers, dead-node removal; then the constant per-channel
+//! Mul/Add/Sub/Div and BatchNorm left become `ChannelAffine` ([`affine_to_channel`]); tensor
+//! compaction and a full shape check.
 //! Every pass is also public on its own; each keeps the graph's outputs numerically equal (to
 //! float rounding) and returns whether it changed anything.
 
@@ -11,6 +13,9 @@ use std::fmt;
 
 use crate::fp32::{self, Tensor};
 use crate::ir::{Activation, ConstData, Graph, Node, Op, TensorId};
+
+mod affine;
+pub use affine::affine_to_channel;
 
 /// A pass failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +53,7 @@ pub fn optimize(g: &mut Graph) -> Result<(), PassError> {
             break;
         }
     }
+    affine_to_channel(g)?;
     compact(g);
     check_shapes(g)
 }
@@ -314,6 +320,9 @@ pub fn fold_affine(g: &mut Graph) -> Result<bool, PassError> {
                 let Some(v) = per_channel(g, c, &out_shape) else { continue };
                 if v.len() != ch {
                     continue;
+                }
+                if is_div && v.contains(&0.0) {
+                    return Err(err("fold_affine", format!("node '{}' (Div) divides by a constant 0", n.name)));
                 }
                 found = Some((i, p, v, is_add, is_sub, is_mul));
                 break;

@@ -95,6 +95,8 @@ pub struct Lowered {
 pub(crate) enum LowerOut {
     /// A 4-D IR tensor stored NHWC.
     Nhwc(u32),
+    /// A tensor stored in the IR's element order.
+    Plain(u32),
 }
 
 /// What an op module's lowering may use: the writer, the node's name, its lowered inputs and
@@ -115,6 +117,10 @@ impl LowerCx<'_> {
     pub(crate) fn input_nhwc(&self, i: usize) -> Option<u32> {
         self.inputs.get(i).copied().flatten().filter(|a| a.lay == Lay::Nhwc).map(|a| a.id)
     }
+    /// Runtime id of input `i` when it is a lowered tensor stored in the IR's element order.
+    pub(crate) fn input_plain(&self, i: usize) -> Option<u32> {
+        self.inputs.get(i).copied().flatten().filter(|a| a.lay == Lay::Plain).map(|a| a.id)
+    }
     /// Number of node inputs.
     pub(crate) fn num_inputs(&self) -> usize {
         self.inputs.len()
@@ -134,6 +140,10 @@ impl LowerCx<'_> {
     /// Declare the node's output as an NHWC activation quantized with `q`.
     pub(crate) fn new_nhwc(&mut self, q: QParams) -> u32 {
         self.b.activation(self.out_name, &nhwc_dims(self.out_shape), q)
+    }
+    /// Declare the node's output as an activation in the IR's element order, quantized with `q`.
+    pub(crate) fn new_plain(&mut self, q: QParams) -> u32 {
+        self.b.activation(self.out_name, self.out_shape, q)
     }
 }
 
@@ -435,11 +445,12 @@ pub fn lower(g: &Graph, cal: &Calibration, opts: &LowerOptions) -> Result<Lowere
                 let mut cx = LowerCx { b: &mut b, name, inputs, out_name: &g.tensors[out].name, out_shape: &oshape, out_q: qp(out) };
                 match op.def().lower(&mut cx).map_err(e)? {
                     LowerOut::Nhwc(id) => Act { id, lay: Lay::Nhwc },
+                    LowerOut::Plain(id) => Act { id, lay: Lay::Plain },
                 }
             }
             other => {
                 return Err(e(format!(
-                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax, Resize, Concat, Pad)",
+                    "{} has no int8 lowering yet (supported: Conv, Dense, pools, Reshape/Flatten, Add, Mul, activations, Softmax, Resize, Concat, Pad, ChannelAffine)",
                     other.name()
                 )))
             }

@@ -380,6 +380,7 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
                             match a {
                                 OnnxAttr::I(v) => Attr::I(v),
                                 OnnxAttr::S(v) => Attr::S(v),
+                                OnnxAttr::F(v) => Attr::F(v),
                             },
                         )
                     })

@@ -4,6 +4,7 @@
 //! model loader (lengths match shapes), and panics only on a violated precondition, which the
 //! runtime rules out before calling.
 
+pub mod channel_affine;
 pub mod concat;
 pub mod conv;
 pub mod conv_transpose;
@@ -20,6 +21,7 @@ pub mod transpose;
 #[cfg(test)]
 mod test_util;
 
+pub use channel_affine::{channel_affine, ChannelAffineArgs};
 pub use concat::{concat_one, Rescale};
 pub use conv::{conv2d, depthwise2d};
 pub use conv_transpose::{conv_transpose2d, ConvTransposeArgs};

@@ -151,6 +151,8 @@ registry! {
     ConvTranspose2d = 14 => conv_transpose2d,
     /// Softmax over the last axis.
     Softmax = 15 => softmax,
+    /// Per-channel affine map `x·a[c] + b[c]` (constant scale and offset per channel).
+    ChannelAffine = 16 => channel_affine,
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::add::AddParams;
 use super::avg_pool::AvgPoolParams;
+use super::channel_affine::ChannelAffineParams;
 use super::concat::ConcatParams;
 use super::fully_connected::FcParams;
 use super::max_pool::MaxPoolParams;
@@ -49,6 +50,7 @@ fn params_sit_in_their_format_slots() {
     slots(TransposeParams { perm: [0, 3, 1, 2] }, &[0, 3, 1, 2]);
     slots(PadParams { begin: [0, 1, 2, 0], end: [0, 3, 4, 0] }, &[0, 1, 2, 0, 0, 3, 4, 0]);
     slots(ResizeParams { mode: ResizeMode::BilinearAlignCorners }, &[2]);
+    slots(ChannelAffineParams { clamp: (-7, 120) }, &[-7, 120]);
     slots(NoParams, &[]);
 }
 
