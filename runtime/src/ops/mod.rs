@@ -151,6 +151,9 @@ registry! {
     ConvTranspose2d = 14 => conv_transpose2d,
     /// Softmax over the last axis.
     Softmax = 15 => softmax,
+    /// Detection post-process of an anchor-free GFL/DFL head: int8 score threshold, top-k, DFL
+    /// decode, NMS, fixed-size detection records.
+    DetectPostprocess = 16 => detect_postprocess,
 }
 
 #[cfg(test)]
