@@ -31,7 +31,7 @@
 //! 1/65536 px², i64) against a kept box (of the same class when class-aware). Ranking: score
 //! descending, then candidate index `(cell + cells of earlier levels) · C + class` ascending.
 //! Class-aware: every `(cell, class)` above the threshold is a candidate; class-agnostic: each
-//! cell's best class (lowest index on ties) only.
+//! cell's best class by score (lowest index on ties) only.
 //!
 //! Scratch: `8 · top_k` bytes (a bounded min-heap of candidate keys) + `20 · max_det` bytes
 //! (kept boxes).
@@ -389,14 +389,12 @@ fn run(e: &mut Exec<'_, '_>) {
                     }
                 }
             } else {
-                let (mut best, mut bq) = (0usize, i8::MIN);
-                for (cls, &q) in row.iter().enumerate() {
-                    if q > bq {
-                        (best, bq) = (cls, q);
-                    }
-                }
+                let bq = row.iter().copied().max().unwrap_or(i8::MIN);
                 if bq as i32 >= thr {
-                    heap.offer(((score_bits(k, bq) as u64) << 32) | !((base + best) as u32) as u64, d.top_k);
+                    // The best score (the map may clamp several q to it), lowest class first.
+                    let bits = score_bits(k, bq);
+                    let best = row.iter().position(|&q| score_bits(k, q) == bits).unwrap_or(0);
+                    heap.offer(((bits as u64) << 32) | !((base + best) as u32) as u64, d.top_k);
                 }
             }
         }
