@@ -379,23 +379,47 @@ fn run(e: &mut Exec<'_, '_>) {
     // 1. Threshold on the int8 scores, keep the top_k keys.
     for k in 0..l {
         let s: &[i8] = bytemuck::cast_slice(scores[k]);
-        let thr = lv[k].thr;
+        // Once the heap is full, a candidate must score at least its smallest key: raise the
+        // int8 threshold to the least q whose score reaches it (binary search on the monotone
+        // map). Only a speed-up: `offer` compares the full keys.
+        let floor = |heap: &Heap<'_>| {
+            if heap.n < d.top_k {
+                return lv[k].thr;
+            }
+            let root = (heap.get(0) >> 32) as u32;
+            let (mut lo, mut hi) = (-128i32, 128i32);
+            while lo < hi {
+                let mid = (lo + hi) >> 1; // floor: lo <= mid < hi
+                if score_bits(k, mid as i8) >= root {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            lo.max(lv[k].thr)
+        };
+        let mut thr = floor(&heap);
         for (cell, row) in s.chunks_exact(c).enumerate() {
+            // Row maximum first (as u8 with the sign bit flipped: order-preserving, and a loop
+            // compilers vectorize), so most rows cost one pass.
+            let top = row.iter().fold(0u8, |m, &q| m.max(q as u8 ^ 0x80)) as i32 - 128;
+            if top < thr {
+                continue;
+            }
             let base = (lv[k].first + cell) * c;
             if d.class_aware {
                 for (cls, &q) in row.iter().enumerate() {
                     if q as i32 >= thr {
                         heap.offer(((score_bits(k, q) as u64) << 32) | !((base + cls) as u32) as u64, d.top_k);
+                        thr = floor(&heap);
                     }
                 }
             } else {
-                let bq = row.iter().copied().max().unwrap_or(i8::MIN);
-                if bq as i32 >= thr {
-                    // The best score (the map may clamp several q to it), lowest class first.
-                    let bits = score_bits(k, bq);
-                    let best = row.iter().position(|&q| score_bits(k, q) == bits).unwrap_or(0);
-                    heap.offer(((bits as u64) << 32) | !((base + best) as u32) as u64, d.top_k);
-                }
+                // The best score (the map may clamp several q to it), lowest class first.
+                let bits = score_bits(k, top as i8);
+                let best = row.iter().position(|&q| score_bits(k, q) == bits).unwrap_or(0);
+                heap.offer(((bits as u64) << 32) | !((base + best) as u32) as u64, d.top_k);
+                thr = floor(&heap);
             }
         }
     }
@@ -427,9 +451,8 @@ fn run(e: &mut Exec<'_, '_>) {
         ];
         let area = |b: &[i64; 4]| (b[2] - b[0]) * (b[3] - b[1]);
         let mut suppressed = false;
-        for j in 0..n_kept {
-            let kb = &kept[20 * j..20 * j + 20];
-            let g = |t: usize| i32::from_le_bytes(word(kb, 4 * t)) as i64;
+        for kb in kept[..20 * n_kept].chunks_exact(20) {
+            let g = |t: usize| i32::from_le_bytes([kb[4 * t], kb[4 * t + 1], kb[4 * t + 2], kb[4 * t + 3]]) as i64;
             if d.class_aware && g(4) != cls as i64 {
                 continue;
             }
