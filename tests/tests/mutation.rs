@@ -315,6 +315,9 @@ fn fuzz_regressions_load_consistently_or_fail() {
     assert!(n > 0, "no reproducers found in {}", dir.display());
 }
 
+/// A hostile case: the expected error text and the mutation.
+type Case<T> = (&'static str, Box<dyn Fn(&mut T)>);
+
 /// A small DetectPostprocess model (2 levels, 3 classes, reg_max 4, on a 64×48 image).
 fn detector() -> Vec<u8> {
     let h = temper_tests::det::DetHead::random(21, (64, 48), &[8, 16], 3, 4, 0, 4);
@@ -418,7 +421,7 @@ impl DetSpec {
 fn hostile_detection_params_are_rejected_at_load() {
     let ok = DetSpec::valid().build().expect("the valid spec builds");
     assert!(load_and_run(&ok, LoadOptions::default()));
-    let cases: Vec<(&str, Box<dyn Fn(&mut DetSpec)>)> = vec![
+    let cases: Vec<Case<DetSpec>> = vec![
         ("unknown input form", Box::new(|s| s.params[0] = 1)),
         ("levels out of", Box::new(|s| s.params[1] = 9)),
         ("levels out of", Box::new(|s| s.params[1] = 0)),
@@ -475,7 +478,7 @@ fn hostile_detection_params_are_rejected_at_load() {
 #[test]
 fn hostile_detection_configs_are_rejected_by_the_writer() {
     let h = temper_tests::det::DetHead::random(1, (64, 48), &[8, 16], 3, 4, 0, 2);
-    let cases: Vec<(&str, Box<dyn Fn(&mut DetectConfig)>)> = vec![
+    let cases: Vec<Case<DetectConfig>> = vec![
         ("thresholds", Box::new(|c| c.score_threshold = f32::NAN)),
         ("thresholds", Box::new(|c| c.iou_threshold = f32::NAN)),
         ("thresholds", Box::new(|c| c.iou_threshold = 1.5)),
