@@ -144,3 +144,5 @@ impl TinyCnn {
         (conv, logits)
     }
 }
+
+pub mod det;

@@ -5,6 +5,8 @@
 
 use temper_kernels::dispatch;
 use temper_runtime::format::{Header, SectionEntry, HEADER_SIZE};
+use temper_runtime::ops::detect_postprocess::{DetectConfig, DetectLevel, DetectParams};
+use temper_runtime::ops::OpParams;
 use temper_runtime::writer::AlignedBuf;
 use temper_runtime::{LoadOptions, Model, Session};
 use temper_tests::TinyCnn;
@@ -410,4 +412,189 @@ fn channel_affine_hostile_params_are_rejected() {
     let v = i32::from_le_bytes(m[at..at + 4].try_into().unwrap());
     m[at..at + 4].copy_from_slice(&(-v).to_le_bytes());
     assert!(load_and_run(&m, off));
+
+/// A hostile case: the expected error text and the mutation.
+type Case<T> = (&'static str, Box<dyn Fn(&mut T)>);
+
+/// A small DetectPostprocess model (2 levels, 3 classes, reg_max 4, on a 64×48 image).
+fn detector() -> Vec<u8> {
+    let h = temper_tests::det::DetHead::random(21, (64, 48), &[8, 16], 3, 4, 0, 4);
+    let mut cfg = h.config(true, true);
+    (cfg.top_k, cfg.max_det) = (30, 10);
+    h.build(&cfg)
+}
+
+/// The detection model under every single-bit flip of its header, tables, records and constant
+/// tables (levels, score map, exp), and under the targeted field mutations: loads and runs, or
+/// fails with an error.
+#[test]
+fn detection_model_mutants_never_panic() {
+    let bytes = detector();
+    assert!(load_and_run(&bytes, LoadOptions::default()));
+    let (tried, loaded) = bit_flips(&bytes, true);
+    eprintln!("detector: bit flips tried: {tried}, loaded and ran without checksums: {loaded}");
+    let (off, len) = section(&bytes, 6);
+    let (mut data_tried, mut data_loaded) = (0, 0);
+    for byte in off..off + len {
+        for bit in 0..8 {
+            let mut m = bytes.clone();
+            m[byte] ^= 1 << bit;
+            data_loaded += load_and_run(&m, LoadOptions { verify_checksums: false }) as usize;
+            data_tried += 1;
+        }
+    }
+    eprintln!("detector: constant-data bit flips tried: {data_tried}, loaded and ran: {data_loaded}");
+    assert!(data_tried > 8 * 4096 && data_loaded > 0 && data_loaded < data_tried);
+    let (tried_t, loaded_t) = targeted(&bytes);
+    eprintln!("detector: targeted mutants tried: {tried_t}, loaded and ran: {loaded_t}");
+    assert!(tried > 8 * 500 && tried_t > 2000);
+}
+
+/// The raw pieces of a DetectPostprocess op, to be made hostile one field at a time.
+#[derive(Clone)]
+struct DetSpec {
+    params: [i32; 16],
+    levels: Vec<i32>,
+    score_map: Vec<f32>,
+    exp: Vec<i32>,
+    /// `(scores dims, boxes dims)` per level.
+    shapes: Vec<(Vec<usize>, Vec<usize>)>,
+    /// Level tensors used per op input slot (index into `shapes`).
+    use_level: Vec<usize>,
+    out: Vec<usize>,
+    out_scale: f32,
+}
+
+impl DetSpec {
+    /// Valid: image 64×48, strides 8 and 16, 3 classes, reg_max 4, top_k 30, max_det 10.
+    fn valid() -> DetSpec {
+        let mut params = [0; 16];
+        params[..10].copy_from_slice(&[0, 2, 3, 4, 32768, 1, 30, 10, 64, 48]);
+        let map: Vec<f32> = (0..256).map(|q| q as f32 / 255.0).collect();
+        let exp: Vec<i32> = (0..256).map(|d| ((-(d as f64) * 0.2).exp() * (1u64 << 30) as f64).round() as i32).collect();
+        DetSpec {
+            params,
+            levels: vec![8, 10, 16, -5],
+            score_map: [map.clone(), map].concat(),
+            exp: [exp.clone(), exp].concat(),
+            shapes: vec![(vec![1, 48, 3], vec![1, 6, 8, 20]), (vec![1, 12, 3], vec![1, 12, 20])],
+            use_level: vec![0, 1],
+            out: vec![1, 11, 24],
+            out_scale: 1.0,
+        }
+    }
+
+    fn build(&self) -> Result<Vec<u8>, String> {
+        use temper_kernels::QParams;
+        use temper_runtime::format::OpCode;
+        let mut b = temper_runtime::writer::Builder::new("hostile");
+        let q = QParams { scale: 0.1, zero_point: 0 };
+        let mut ins = Vec::new();
+        let mut made = Vec::new();
+        for (l, (s, x)) in self.shapes.iter().enumerate() {
+            let si = b.activation(&format!("s{l}"), s, q);
+            let xi = b.activation(&format!("b{l}"), x, q);
+            b.input(si);
+            b.input(xi);
+            made.push((si, xi));
+        }
+        for &l in &self.use_level {
+            ins.extend([made[l].0, made[l].1]);
+        }
+        let n = self.levels.len() / 2;
+        ins.push(b.const_i32("levels", &[n.max(1), 2], &self.levels));
+        ins.push(b.const_f32("map", &[self.score_map.len()], &self.score_map));
+        ins.push(b.const_i32("exp", &[self.exp.len()], &self.exp));
+        let y = b.activation("y", &self.out, QParams { scale: self.out_scale, zero_point: 0 });
+        let d = DetectParams::decode(&self.params);
+        b.raw_op(OpCode::DetectPostprocess, "post", &ins, y, &self.params, 8 * d.top_k + 20 * d.max_det);
+        b.output(y);
+        b.finish().map_err(|e| e.to_string())
+    }
+}
+
+/// Each hostile field is rejected at load with an error naming it (the writer's self-check runs
+/// the loader); the valid spec loads and runs.
+#[test]
+fn hostile_detection_params_are_rejected_at_load() {
+    let ok = DetSpec::valid().build().expect("the valid spec builds");
+    assert!(load_and_run(&ok, LoadOptions::default()));
+    let cases: Vec<Case<DetSpec>> = vec![
+        ("unknown input form", Box::new(|s| s.params[0] = 1)),
+        ("levels out of", Box::new(|s| s.params[1] = 9)),
+        ("levels out of", Box::new(|s| s.params[1] = 0)),
+        ("wrong number of inputs", Box::new(|s| s.params[1] = 3)),
+        ("classes out of", Box::new(|s| s.params[2] = 100_000)),
+        ("scores must be", Box::new(|s| s.params[2] = 4)),
+        ("reg_max out of", Box::new(|s| s.params[3] = 1000)),
+        ("reg_max out of", Box::new(|s| s.params[3] = i32::MAX)),
+        ("boxes must be", Box::new(|s| s.params[3] = 5)),
+        ("IoU threshold", Box::new(|s| s.params[4] = 65537)),
+        ("IoU threshold", Box::new(|s| s.params[4] = -1)),
+        ("class_aware", Box::new(|s| s.params[5] = 2)),
+        ("top_k out of", Box::new(|s| s.params[6] = 0)),
+        ("top_k out of", Box::new(|s| s.params[6] = 1 << 30)),
+        ("max_det out of", Box::new(|s| s.params[7] = 0)),
+        ("max_det out of", Box::new(|s| s.params[7] = 5000)),
+        ("image width", Box::new(|s| s.params[8] = 0)),
+        ("scores must be", Box::new(|s| s.params[8] = 72)),
+        ("image height", Box::new(|s| s.params[9] = 1 << 20)),
+        ("unused params", Box::new(|s| s.params[12] = 1)),
+        ("scores must be", Box::new(|s| s.levels[0] = 16)),
+        ("scores must be", Box::new(|s| s.levels[2] = 8)),
+        ("stride out of", Box::new(|s| s.levels[0] = 0)),
+        ("stride out of", Box::new(|s| s.levels[2] = 4096)),
+        ("score threshold out of", Box::new(|s| s.levels[1] = 129)),
+        ("score threshold out of", Box::new(|s| s.levels[3] = -129)),
+        ("score map", Box::new(|s| s.score_map[7] = f32::NAN)),
+        ("score map", Box::new(|s| s.score_map[300] = 1.5)),
+        ("score map", Box::new(|s| s.score_map[100] = 0.9)),
+        ("score map", Box::new(|s| s.score_map[0] = -0.1)),
+        ("tables must be", Box::new(|s| s.score_map.truncate(256))),
+        ("exp table", Box::new(|s| s.exp[0] = 1 << 29)),
+        ("exp table", Box::new(|s| s.exp[300] = 1 << 30)),
+        ("exp table", Box::new(|s| s.exp[255] = -1)),
+        (
+            "given twice",
+            Box::new(|s| {
+                s.levels = vec![8, 10, 8, 10];
+                s.use_level = vec![0, 0];
+            }),
+        ),
+        ("output must be", Box::new(|s| s.out = vec![1, 10, 24])),
+        ("output must be", Box::new(|s| s.out_scale = 0.5)),
+    ];
+    for (i, (want, f)) in cases.iter().enumerate() {
+        let mut s = DetSpec::valid();
+        f(&mut s);
+        let e = s.build().expect_err(&format!("case {i} ({want}) must be rejected"));
+        assert!(e.contains(want), "case {i}: expected an error about {want:?}, got: {e}");
+    }
+}
+
+/// The writer method rejects non-finite or out-of-range float settings before writing anything.
+#[test]
+fn hostile_detection_configs_are_rejected_by_the_writer() {
+    let h = temper_tests::det::DetHead::random(1, (64, 48), &[8, 16], 3, 4, 0, 2);
+    let cases: Vec<Case<DetectConfig>> = vec![
+        ("thresholds", Box::new(|c| c.score_threshold = f32::NAN)),
+        ("thresholds", Box::new(|c| c.iou_threshold = f32::NAN)),
+        ("thresholds", Box::new(|c| c.iou_threshold = 1.5)),
+        ("thresholds", Box::new(|c| c.score_threshold = -0.1)),
+        ("max_det", Box::new(|c| c.max_det = 0)),
+        ("max_det", Box::new(|c| c.max_det = 1 << 20)),
+        ("max_det", Box::new(|c| c.reg_max = 500)),
+        ("max_det", Box::new(|c| c.top_k = 0)),
+    ];
+    for (want, f) in &cases {
+        let mut cfg = h.config(true, true);
+        f(&mut cfg);
+        let mut b = temper_runtime::writer::Builder::new("w");
+        let s = b.activation("s", &[1, 48, 3], h.qs[0]);
+        let x = b.activation("b", &[1, 48, 20], h.qb[0]);
+        let e = b.detect_postprocess("post", &[DetectLevel { scores: s, boxes: x, stride: 8 }], &cfg).expect_err(want);
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    let mut b = temper_runtime::writer::Builder::new("w");
+    assert!(b.detect_postprocess("post", &[], &h.config(true, true)).is_err(), "no levels");
 }

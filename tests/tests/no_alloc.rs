@@ -63,6 +63,30 @@ fn run_does_not_allocate() {
     let n = allocations_of_100_runs(&mut s, &input);
     assert_eq!(n, 0, "run with 3 threads allocated {n} times");
     drop(s);
+    // The detection post-process (top-k heap and kept boxes in the arena's scratch), with many
+    // candidates above the threshold.
+    let head = temper_tests::det::DetHead::random(3, (100, 72), &[8, 16, 32], 6, 7, 60, 12);
+    let bytes = head.build(&head.config(true, true));
+    let buf = AlignedBuf::from_bytes(&bytes);
+    let model = Model::from_bytes(buf.as_bytes()).unwrap();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut s = Session::new(&model, &mut arena).unwrap();
+    let inputs = head.inputs();
+    for (i, x) in inputs.iter().enumerate() {
+        s.set_input_i8(i, x).unwrap();
+    }
+    s.run().unwrap();
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        for (i, x) in inputs.iter().enumerate() {
+            s.set_input_i8(i, x).unwrap();
+        }
+        s.run().unwrap();
+        assert!(s.output_i8(0).unwrap()[0] > 0, "detections found");
+    }
+    let n = ALLOCS.load(Ordering::SeqCst) - before;
+    assert_eq!(n, 0, "detection post-process run allocated {n} times");
+    drop(s);
     // The counter works: an allocation is seen.
     let after = ALLOCS.load(Ordering::SeqCst);
     let v = vec![1u8; 10];

@@ -289,4 +289,121 @@ fn channel_affine_per_channel_with_negative_and_zero_scales() {
         let want: Vec<f32> = fx.iter().enumerate().map(|(i, &v)| (v * a[i % 5] + bb[i % 5]).max(lo)).collect();
         close(&out, &want, QY, 1.0, "channel_affine");
     }
+
+/// One detection of the float reference: box (x1, y1, x2, y2), score, class.
+type RefDet = ([f64; 4], f64, usize);
+
+/// The float reference of DetectPostprocess, written independently of the op: f64 dequantize,
+/// sigmoid, threshold, ranking (score desc, index asc), top-k, DFL softmax expectation, clip,
+/// greedy NMS.
+fn detect_reference(h: &temper_tests::det::DetHead, cfg: &temper_runtime::ops::detect_postprocess::DetectConfig) -> Vec<RefDet> {
+    let score = |q: i8, s: QParams| {
+        let v = (q as i32 - s.zero_point) as f64 * s.scale as f64;
+        if cfg.logits {
+            1.0 / (1.0 + (-v).exp())
+        } else {
+            v.clamp(0.0, 1.0)
+        }
+    };
+    let (c, bins) = (h.classes, h.reg_max + 1);
+    let mut cands = Vec::new(); // (score, index, level, cell, class)
+    let mut first = 0;
+    for l in 0..h.strides.len() {
+        let (gh, gw) = h.grid(l);
+        for cell in 0..gh * gw {
+            let row = &h.scores[l][cell * c..(cell + 1) * c];
+            let classes: Vec<usize> = if cfg.class_aware {
+                (0..c).collect()
+            } else {
+                let best = (0..c).fold(0, |b, k| if score(row[k], h.qs[l]) > score(row[b], h.qs[l]) { k } else { b });
+                vec![best]
+            };
+            for k in classes {
+                let p = score(row[k], h.qs[l]);
+                if p >= cfg.score_threshold as f64 {
+                    cands.push((p, (first + cell) * c + k, l, cell, k));
+                }
+            }
+        }
+        first += gh * gw;
+    }
+    cands.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
+    cands.truncate(cfg.top_k);
+    let iou = |a: &[f64; 4], b: &[f64; 4]| {
+        let inter = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+        let area = |r: &[f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+        let union = area(a) + area(b) - inter;
+        if union > 0.0 {
+            inter / union
+        } else {
+            0.0
+        }
+    };
+    let mut kept: Vec<RefDet> = Vec::new();
+    for (p, _, l, cell, k) in cands {
+        if kept.len() == cfg.max_det {
+            break;
+        }
+        let (_, gw) = h.grid(l);
+        let s = h.strides[l] as f64;
+        let side = |j: usize| {
+            let v: Vec<f64> = (0..bins)
+                .map(|b| (h.boxes[l][(cell * 4 + j) * bins + b] as i32 - h.qb[l].zero_point) as f64 * h.qb[l].scale as f64)
+                .collect();
+            let m = v.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = v.iter().map(|x| (x - m).exp()).collect();
+            e.iter().enumerate().map(|(b, x)| b as f64 * x).sum::<f64>() / e.iter().sum::<f64>() * s
+        };
+        let (cx, cy) = (((cell % gw) as f64 + 0.5) * s, ((cell / gw) as f64 + 0.5) * s);
+        let (w, hh) = (cfg.image_w as f64, cfg.image_h as f64);
+        let bx = [(cx - side(0)).clamp(0.0, w), (cy - side(1)).clamp(0.0, hh), (cx + side(2)).clamp(0.0, w), (cy + side(3)).clamp(0.0, hh)];
+        let t = (cfg.iou_threshold as f64 * 65536.0).round() / 65536.0;
+        if kept.iter().any(|o| (!cfg.class_aware || o.2 == k) && iou(&o.0, &bx) > t) {
+            continue;
+        }
+        kept.push((bx, p, k));
+    }
+    kept
+}
+
+#[test]
+fn detect_postprocess_matches_a_float_reference() {
+    use temper_runtime::ops::detect_postprocess::detections;
+    let (mut checked, mut max_err) = (0, 0f64);
+    for (seed, logits, aware, bg_hi, top_k) in [
+        (1, true, true, -40, 200),
+        (2, true, false, -40, 200),
+        (3, false, true, 60, 300),
+        (4, true, true, 0, 40),
+        (5, false, false, 127, 500),
+    ] {
+        let h = temper_tests::det::DetHead::random(seed, (100, 72), &[8, 16, 32], 6, 7, bg_hi, 12);
+        let mut cfg = h.config(logits, aware);
+        cfg.top_k = top_k;
+        let bytes = h.build(&cfg);
+        let buf = AlignedBuf::from_bytes(&bytes);
+        let model = Model::from_bytes(buf.as_bytes()).unwrap();
+        let mut arena = vec![0u8; model.arena_size()];
+        let mut s = Session::new(&model, &mut arena).unwrap();
+        for (i, x) in h.inputs().iter().enumerate() {
+            s.set_input_i8(i, x).unwrap();
+        }
+        s.run().unwrap();
+        let got: Vec<_> = detections(s.output_i8(0).unwrap()).collect();
+        let want = detect_reference(&h, &cfg);
+        assert!(!want.is_empty(), "seed {seed}: the planted objects are detected");
+        assert_eq!(got.len(), want.len(), "seed {seed}: detection count");
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.class as usize, w.2, "seed {seed} det {k}: class");
+            assert!((g.score as f64 - w.1).abs() <= 1e-6, "seed {seed} det {k}: score {} vs {}", g.score, w.1);
+            for (gc, wc) in [g.x1, g.y1, g.x2, g.y2].iter().zip(w.0) {
+                assert!((*gc as f64 - wc).abs() <= 1.0 / 256.0, "seed {seed} det {k}: box {g:?} vs {w:?}");
+                max_err = max_err.max((*gc as f64 - wc).abs());
+            }
+        }
+        eprintln!("seed {seed}: {} detections match the reference", got.len());
+        checked += got.len();
+    }
+    eprintln!("largest coordinate difference: {max_err:.6} px (bound 1/256)");
+    assert!(checked > 50);
 }

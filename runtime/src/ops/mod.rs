@@ -153,6 +153,9 @@ registry! {
     Softmax = 15 => softmax,
     /// Per-channel affine map `x·a[c] + b[c]` (constant scale and offset per channel).
     ChannelAffine = 16 => channel_affine,
+    /// Detection post-process of an anchor-free GFL/DFL head: int8 score threshold, top-k, DFL
+    /// decode, NMS, fixed-size detection records.
+    DetectPostprocess = 17 => detect_postprocess,
 }
 
 #[cfg(test)]
