@@ -412,6 +412,7 @@ fn channel_affine_hostile_params_are_rejected() {
     let v = i32::from_le_bytes(m[at..at + 4].try_into().unwrap());
     m[at..at + 4].copy_from_slice(&(-v).to_le_bytes());
     assert!(load_and_run(&m, off));
+}
 
 /// A hostile case: the expected error text and the mutation.
 type Case<T> = (&'static str, Box<dyn Fn(&mut T)>);

@@ -289,6 +289,7 @@ fn channel_affine_per_channel_with_negative_and_zero_scales() {
         let want: Vec<f32> = fx.iter().enumerate().map(|(i, &v)| (v * a[i % 5] + bb[i % 5]).max(lo)).collect();
         close(&out, &want, QY, 1.0, "channel_affine");
     }
+}
 
 /// One detection of the float reference: box (x1, y1, x2, y2), score, class.
 type RefDet = ([f64; 4], f64, usize);
