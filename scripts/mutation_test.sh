@@ -41,15 +41,24 @@ mutants=(
   loader-file-len runtime/src/model/load.rs
     's/if header.file_len != bytes.len\(\) as u64 \{/if header.file_len > bytes.len() as u64 {/'
     'cargo test -q -p temper-tests --test mutation'
-  ptq-gate-inverted converter/src/ptq.rs
-    's/if drop > m \{/if drop < m {/'
+  gate-inverted converter/src/ptq.rs
+    's/if drop.is_nan\(\) \|\| drop > m \{/if drop < m {/'
+    'cargo test -q -p temper-converter --lib gate_tests'
+  gate-inverted-seen-by-quantize converter/src/ptq.rs
+    's/if drop.is_nan\(\) \|\| drop > m \{/if drop < m {/'
     'cargo test -q -p temper-converter --test quantize_e2e'
-  pipeline-gate-inverted converter/src/pipeline.rs
-    's/if drop > m \{/if drop < m {/'
+  gate-inverted-seen-by-pipeline converter/src/ptq.rs
+    's/if drop.is_nan\(\) \|\| drop > m \{/if drop < m {/'
     'cargo test -q -p temper-converter --test pipeline_e2e'
-  pipeline-gate-never-fails converter/src/pipeline.rs
-    's/if drop > m \{/if drop > m + 100.0 {/'
-    'cargo test -q -p temper-converter --test pipeline_e2e'
+  gate-max-drop-never-fails converter/src/ptq.rs
+    's/if drop.is_nan\(\) \|\| drop > m \{/if drop > m + 100.0 {/'
+    'cargo test -q -p temper-converter --lib gate_tests'
+  gate-boundary-strict converter/src/ptq.rs
+    's/if drop.is_nan\(\) \|\| drop > m \{/if drop >= m {/'
+    'cargo test -q -p temper-converter --lib gate_tests'
+  gate-nan-passes converter/src/ptq.rs
+    's/if int8.is_nan\(\) \|\| int8 < m \{/if int8 < m {/'
+    'cargo test -q -p temper-converter --lib gate_tests'
   idx-magic-ignored converter/data/src/idx.rs
     's/if magic\[..n.min\(2\)\].iter\(\).any\(\|&b\| b != 0\) \{/if false {/'
     'cargo test -q -p temper-data --test idx'

@@ -1618,19 +1618,7 @@ fn say(progress: bool, msg: &str) {
 }
 
 fn gate(cfg: &PipelineConfig, fp32: f64, int8: f64) -> Vec<String> {
-    let mut f = Vec::new();
-    let drop = fp32 - int8;
-    if let Some(m) = cfg.max_drop {
-        if drop > m {
-            f.push(format!("INT8 top-1 {int8:.2}% is {drop:.2} points below FP32 {fp32:.2}% (allowed {m})"));
-        }
-    }
-    if let Some(m) = cfg.min_accuracy {
-        if int8 < m {
-            f.push(format!("INT8 top-1 {int8:.2}% below the required {m}%"));
-        }
-    }
-    f
+    crate::ptq::gate_failures(cfg.max_drop, cfg.min_accuracy, fp32, int8)
 }
 
 fn load_teacher(path: &Path, threads: usize) -> Result<Net, String> {

@@ -158,17 +158,7 @@ pub fn quantize(g: &Graph, calib: &Dataset, val: &Dataset, cfg: &PtqConfig) -> R
     let (acc, _) = int8_run(&bytes, val, &cfg.norm, cfg.threads).map_err(|e| e.to_string())?;
     let drop = fp.top1 - acc.top1;
     let agree = fp.predictions.iter().zip(&acc.predictions).filter(|(a, b)| a == b).count() as f64 * 100.0 / val.len().max(1) as f64;
-    let mut failures = Vec::new();
-    if let Some(m) = cfg.max_drop {
-        if drop > m {
-            failures.push(format!("INT8 top-1 {:.2}% is {drop:.2} points below FP32 {:.2}% (allowed {m})", acc.top1, fp.top1));
-        }
-    }
-    if let Some(m) = cfg.min_accuracy {
-        if acc.top1 < m {
-            failures.push(format!("INT8 top-1 {:.2}% below the required {m}%", acc.top1));
-        }
-    }
+    let failures = gate_failures(cfg.max_drop, cfg.min_accuracy, fp.top1, acc.top1);
     let report = Report {
         model: g.name.clone(),
         fp32_accuracy: fp.top1,
@@ -266,4 +256,53 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// The accuracy gate shared by `temper quantize` and every stage of `temper pipeline`: the
+/// reasons INT8 top-1 `int8` fails against FP32 top-1 `fp32` (percent), empty when it passes.
+/// `max_drop`: the most INT8 may lie below FP32, in points; `min_accuracy`: the least INT8 may
+/// reach. A NaN accuracy (a stage that measured nothing) fails both.
+pub fn gate_failures(max_drop: Option<f64>, min_accuracy: Option<f64>, fp32: f64, int8: f64) -> Vec<String> {
+    let mut failures = Vec::new();
+    let drop = fp32 - int8;
+    if let Some(m) = max_drop {
+        if drop.is_nan() || drop > m {
+            failures.push(format!("INT8 top-1 {int8:.2}% is {drop:.2} points below FP32 {fp32:.2}% (allowed {m})"));
+        }
+    }
+    if let Some(m) = min_accuracy {
+        if int8.is_nan() || int8 < m {
+            failures.push(format!("INT8 top-1 {int8:.2}% below the required {m}%"));
+        }
+    }
+    failures
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::gate_failures;
+
+    #[test]
+    fn max_drop_allows_up_to_the_limit_and_no_more() {
+        assert!(gate_failures(Some(0.5), None, 91.0, 90.5).is_empty(), "a drop equal to the limit passes");
+        assert!(gate_failures(Some(0.5), None, 91.0, 92.0).is_empty(), "a gain passes");
+        let f = gate_failures(Some(0.5), None, 91.0, 90.4);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("0.60 points below FP32 91.00%"), "{f:?}");
+        assert!(gate_failures(None, None, 91.0, 10.0).is_empty(), "no gate, no failure");
+    }
+
+    #[test]
+    fn min_accuracy_and_both_limits() {
+        assert!(gate_failures(None, Some(90.0), 95.0, 90.0).is_empty());
+        let f = gate_failures(Some(1.0), Some(90.0), 95.0, 89.0);
+        assert_eq!(f.len(), 2, "both limits fail: {f:?}");
+        assert!(f[1].contains("below the required 90%"), "{f:?}");
+    }
+
+    #[test]
+    fn an_unmeasured_accuracy_fails() {
+        assert_eq!(gate_failures(Some(0.5), Some(50.0), f64::NAN, f64::NAN).len(), 2);
+        assert_eq!(gate_failures(Some(0.5), None, 91.0, f64::NAN).len(), 1);
+    }
 }
