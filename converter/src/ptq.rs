@@ -156,7 +156,6 @@ pub fn quantize(g: &Graph, calib: &Dataset, val: &Dataset, cfg: &PtqConfig) -> R
     let bytes = lower(g, &cal, &opts).map_err(|e| e.to_string())?.bytes;
     // The file that ships is the one measured: re-evaluate it.
     let (acc, _) = int8_run(&bytes, val, &cfg.norm, cfg.threads).map_err(|e| e.to_string())?;
-    let drop = fp.top1 - acc.top1;
     let agree = fp.predictions.iter().zip(&acc.predictions).filter(|(a, b)| a == b).count() as f64 * 100.0 / val.len().max(1) as f64;
     let failures = gate_failures(cfg.max_drop, cfg.min_accuracy, fp.top1, acc.top1);
     let report = Report {
