@@ -1,11 +1,11 @@
 //! Converter ops that live in one place: one module per op with its ONNX import (attribute
 //! parsing), output-shape rule, FP32 execution, quantization grid, int8 lowering and ONNX export,
-//! registered once in [`REGISTRY`].
+//! registered once in `REGISTRY`.
 //!
 //! The stages consult the registry instead of matching on the op: ONNX import looks the node's
-//! `op_type` up in [`REGISTRY`], and shape inference, the FP32 engine, QAT's quantization points,
-//! the lowering and the ONNX writer all go through the [`OpDef`] methods of [`Op::Ext`]. Adding
-//! an op is a new file here and one line in [`REGISTRY`] (see `docs/ADDING_AN_OP.md`).
+//! `op_type` up in `REGISTRY`, and shape inference, the FP32 engine, QAT's quantization points,
+//! the lowering and the ONNX writer all go through the `OpDef` methods of [`Op::Ext`]. Adding
+//! an op is a new file here and one line in `REGISTRY` (see `docs/ADDING_AN_OP.md`).
 //!
 //! Ops not yet migrated keep their variant of [`Op`] and their arms in each stage.
 //!
