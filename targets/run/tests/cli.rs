@@ -2,13 +2,14 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use temper_kernels::requant::quantize_f32;
 use temper_kernels::QParams;
 use temper_runtime::writer::{clamp_range, AlignedBuf, Builder, QWeights, Window};
 use temper_runtime::{Model, Session};
 
-const BIN: &str = env!("CARGO_BIN_EXE_temper-run");
+mod common;
+use common::command;
 
 /// Input `[1, 8, 8, 2]` quantization.
 const IN_Q: QParams = QParams { scale: 1.0 / 64.0, zero_point: -3 };
@@ -200,22 +201,6 @@ fn write_model(dir: &Path, name: &str, bytes: &[u8]) -> String {
 /// when the tests themselves run under qemu-user for a cross target) through that runner.
 fn cli(args: &[&str]) -> Output {
     command().args(args).output().expect("run temper-run")
-}
-
-/// The binary as a command (through `TEMPER_RUN_RUNNER` when set), without `TEMPER_LOG`.
-fn command() -> Command {
-    let runner = std::env::var("TEMPER_RUN_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    let mut cmd = match words.next() {
-        Some(program) => {
-            let mut c = Command::new(program);
-            c.args(words).arg(BIN);
-            c
-        }
-        None => Command::new(BIN),
-    };
-    cmd.env_remove("TEMPER_LOG");
-    cmd
 }
 
 fn stdout(o: &Output) -> String {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use temper_kernels::QParams;
 use temper_runtime::writer::{Builder, QWeights};
 
-const BIN: &str = env!("CARGO_BIN_EXE_temper-run");
+mod common;
+
 const IN_Q: QParams = QParams { scale: 1.0 / 32.0, zero_point: 0 };
 const OUT_Q: QParams = QParams { scale: 0.05, zero_point: 0 };
 
@@ -38,7 +39,7 @@ fn s(p: &Path) -> String {
 
 /// Runs temper-run; a hang guard (not a speed check) kills it after 60 s and fails the test.
 fn run(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = common::command()
         .args(args)
         .env_remove("TEMPER_LOG")
         .stdin(Stdio::null())
@@ -137,7 +138,7 @@ fn model_rewritten_in_place_during_soak_never_crashes() {
     let x: Vec<f32> = (0..n * 4).map(|i| ((i * 37 % 29) as f32 - 14.0) / 8.0).collect();
     temper_data::write_npy_f32(&imgs, &[n, 4], &x).unwrap();
     temper_data::npy::write_npy_i64(&labels, &[n], &(0..n as i64).map(|i| i % 3).collect::<Vec<_>>()).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = common::command()
         .args([
             "soak",
             &s(&m),
