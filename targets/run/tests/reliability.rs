@@ -157,18 +157,39 @@ fn model_rewritten_in_place_during_soak_never_crashes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Truncate and rewrite the file in place (what `cp new.tmf m.tmf` does) while it runs.
+    // Wait until the soak has loaded the model and is running (its first progress line on
+    // stderr), so the rewrites below happen mid-run, also under a slow emulator.
+    let stderr = child.stderr.take().unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("soak: ") {
+                let _ = started_tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
     let t0 = Instant::now();
+    while started.try_recv().is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "soak ended before its first progress line");
+        assert!(t0.elapsed() < Duration::from_secs(300), "soak never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Truncate and rewrite the file in place (what `cp new.tmf m.tmf` does) while it runs.
     let mut rewrites = 0;
     while child.try_wait().unwrap().is_none() {
         std::fs::OpenOptions::new().write(true).truncate(true).open(&m).unwrap();
         std::fs::write(&m, if rewrites % 2 == 0 { &other } else { &other[..100] }).unwrap();
         rewrites += 1;
-        assert!(t0.elapsed() < Duration::from_secs(300), "soak hung");
+        assert!(t0.elapsed() < Duration::from_secs(600), "soak hung");
         std::thread::sleep(Duration::from_millis(5));
     }
     let o = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = reader.join().unwrap();
     assert!(rewrites > 0);
     // Never a signal (SIGBUS): the run finishes on its private copy of the old model.
     assert!(o.status.code().is_some(), "soak killed by a signal after {rewrites} rewrites: {:?} {err}", o.status);
