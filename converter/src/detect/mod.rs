@@ -1,7 +1,15 @@
-//! Detection: metrics (and, later, heads and post-processing).
+//! Detection: metrics, anchor-free GFL/DFL heads and their quantization.
 //!
 //! * [`map`] — COCO-style mAP (a replica of `pycocotools`' `COCOeval` for boxes).
+//! * [`head`] — the head config (JSON) and its binding to a graph's outputs.
+//! * [`decode`] — the float reference of the device post-process (DetectPostprocess).
+//! * [`flow`] — calibration, lowering with the post-process appended, FP32 vs INT8 mAP, the gate.
+//! * [`cli`] — `temper quantize --task detect`.
 
+pub mod cli;
+pub mod decode;
+pub mod flow;
+pub mod head;
 pub mod map;
 #[cfg(test)]
 mod map_tests;
