@@ -28,8 +28,8 @@ fn fixture() -> &'static Fixture {
         let dir = std::env::temp_dir().join(format!("temper-detect-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let train = write_coco_set(&dir.join("train"), 64, 1);
-        let val = write_coco_set(&dir.join("val"), 48, 2);
+        let train = write_coco_set(&dir.join("train"), 128, 1);
+        let val = write_coco_set(&dir.join("val"), 160, 2);
         let hw = fit_head(&dir, &train);
         let model = dir.join("picodet_like.onnx");
         std::fs::write(&model, detector_onnx(Some(&hw), None)).unwrap();
@@ -141,12 +141,13 @@ fn hostile_head_configs_are_refused_and_write_nothing() {
     let good = head_json();
     let cases = [
         (good.replace("\"cls16\"", "\"cls_missing\""), "'cls_missing', which is not a graph output"),
-        (good.replace("\"num_classes\":3", "\"num_classes\":4"), "needs [1, 4, 8, 8]"),
+        (good.replace("\"num_classes\":3", "\"num_classes\":4"), "needs [1, 4, 16, 16]"),
         (good.replace("\"reg_max\":7", "\"reg_max\":15"), "4*(reg_max+1) = 64"),
         (good.replace("\"stride\":32", "\"stride\":64"), "stride 64 on a 128x128 input gives 2x2 cells"),
         (good.replace("\"stride\":32", "\"stride\":0"), "levels[2].stride is 0"),
         (good.replace("\"score\":\"probabilities\"", "\"score\":\"odds\""), "unknown variant"),
-        (good.replace("\"max_det\":50", "\"max_det\":-1"), "max_det"),
+        (good.replace("\"max_det\":50", "\"max_det\":0"), "max_det is 0, must be 1..=1024"),
+        (good.replace("\"top_k\":500", "\"top_k\":-1"), "invalid value: integer `-1`"),
         (good.replace(",{\"stride\":32,\"scores\":\"cls32\",\"boxes\":\"reg32\"}", ""), "graph output 'cls32' is not named"),
         (good.replace("\"boxes\":\"reg8\"", "\"boxes\":\"cls16\""), "named more than once"),
         (good[..good.len() / 2].to_string(), "EOF"),
@@ -162,6 +163,13 @@ fn hostile_head_configs_are_refused_and_write_nothing() {
     }
 }
 
+/// The COCO text with the first box's x moved to 150 (its right edge past the 160-pixel image).
+fn out_of_range_box(text: &str) -> String {
+    let at = text.find(r#""bbox":["#).unwrap() + 8;
+    let end = at + text[at..].find(',').unwrap();
+    format!("{}150{}", &text[..at], &text[end..])
+}
+
 #[test]
 fn hostile_datasets_are_refused_and_write_nothing() {
     let f = fixture();
@@ -169,9 +177,9 @@ fn hostile_datasets_are_refused_and_write_nothing() {
     let cases = [
         (text.replace(r#"{"id":3,"name":"blue"}"#, r#"{"id":3,"name":"blue"},{"id":4,"name":"yellow"}"#), "4 classes"),
         (text.replacen(r#""category_id":1,"#, r#""category_id":9,"#, 1), "9"),
-        (text.replacen(r#""bbox":["#, r#""bbox":[150,"#, 1), "outside"),
+        (out_of_range_box(&text), "outside"),
         (text.replacen(r#""images":["#, r#""images":[{"id":999,"file_name":"missing.png","width":160,"height":120},"#, 1), "missing.png"),
-        (text[..text.len() - 10].to_string(), "annotations"),
+        (text[..text.len() - 10].to_string(), "EOF while parsing"),
     ];
     for (i, (json, want)) in cases.iter().enumerate() {
         let ann = f.dir.join("val").join(format!("bad{i}.json"));

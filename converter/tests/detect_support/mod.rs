@@ -129,9 +129,9 @@ pub const STRIDES: [usize; 3] = [8, 16, 32];
 /// `reg_max`.
 pub const REG_MAX: usize = 7;
 /// Head kernel per level.
-const KERNELS: [usize; 3] = [7, 7, 5];
+const KERNELS: [usize; 3] = [5, 7, 5];
 /// Feature channels per level (P3, P4, P5).
-const CHANNELS: [usize; 3] = [9, 6, 3];
+const CHANNELS: [usize; 3] = [21, 6, 3];
 
 /// A deterministic generator (xorshift64*).
 pub struct Rng(u64);
@@ -185,7 +185,7 @@ pub fn write_coco_set(dir: &Path, n: usize, seed: u64) -> PathBuf {
             if boxes.len() == k {
                 break;
             }
-            let s = rng.range(10.0, 80.0);
+            let s = rng.range(14.0, 80.0);
             let a = rng.range(0.7, 1.4);
             let (bw, bh) = (((s * a) as usize).clamp(8, w - 4), ((s / a) as usize).clamp(8, h - 4));
             let x0 = (rng.f() * (w - bw) as f64) as usize;
@@ -275,6 +275,12 @@ pub fn detector_onnx(head: Option<&HeadWeights>, nchw_level: Option<usize>) -> V
         conv("ind", "x", "w_ind", "b_ind", "ind_pre", 1, 1, 0, 1),
         node("Clip", "ind_clip", &["ind_pre", "zero", "one"], &["ind"], vec![]),
     ];
+    let mut s2d = vec![0f32; 12 * 12];
+    for c in 0..3 {
+        for t in 0..4 {
+            s2d[(c * 4 + t) * 12 + c * 4 + t] = 1.0;
+        }
+    }
     let mut prev = "ind".to_string();
     for (i, o) in ["s2", "s4", "c3", "c4", "c5"].iter().enumerate() {
         nodes.push(conv(&format!("down{i}"), &prev, "w_avg", "b_zero", o, 2, 2, 0, 3));
@@ -283,7 +289,9 @@ pub fn detector_onnx(head: Option<&HeadWeights>, nchw_level: Option<usize>) -> V
     nodes.push(resize("up5", "c5", "u5"));
     nodes.push(node("Concat", "fpn4", &["c4", "u5"], &["p4"], vec![attr_i("axis", 1)]));
     nodes.push(resize("up4", "p4", "u4"));
-    nodes.push(node("Concat", "fpn3", &["c3", "u4"], &["p3"], vec![attr_i("axis", 1)]));
+    // Detail for the stride-8 level: the stride-4 map's 2×2 blocks as 12 channels (a k2 s2 conv).
+    nodes.push(conv("detail", "s4", "w_s2d", "b_zero12", "d3", 2, 2, 0, 1));
+    nodes.push(node("Concat", "fpn3", &["c3", "d3", "u4"], &["p3"], vec![attr_i("axis", 1)]));
     let mut inits = vec![
         tensor_f32("w_ind", &[3, 3, 1, 1], &w_ind),
         tensor_f32("b_ind", &[3], &[-0.8; 3]),
@@ -292,6 +300,8 @@ pub fn detector_onnx(head: Option<&HeadWeights>, nchw_level: Option<usize>) -> V
         tensor_f32("w_avg", &[3, 1, 2, 2], &[0.25; 12]),
         tensor_f32("b_zero", &[3], &[0.0; 3]),
         tensor_f32("up2", &[4], &[1.0, 1.0, 2.0, 2.0]),
+        tensor_f32("w_s2d", &[12, 3, 2, 2], &s2d),
+        tensor_f32("b_zero12", &[12], &[0.0; 12]),
     ];
     let feats = ["p3", "p4", "c5"];
     let mut outputs = Vec::new();
@@ -510,7 +520,7 @@ pub fn fit_head(dir: &Path, json: &Path) -> HeadWeights {
 pub fn head_json() -> String {
     let levels: Vec<String> = STRIDES.iter().map(|s| format!(r#"{{"stride":{s},"scores":"cls{s}","boxes":"reg{s}"}}"#)).collect();
     format!(
-        r#"{{"num_classes":3,"reg_max":{REG_MAX},"score":"probabilities","levels":[{}],"score_threshold":0.05,"iou_threshold":0.6,"top_k":500,"max_det":50,"class_aware":true}}"#,
+        r#"{{"num_classes":3,"reg_max":{REG_MAX},"score":"probabilities","levels":[{}],"score_threshold":0.05,"iou_threshold":0.5,"top_k":500,"max_det":50,"class_aware":true}}"#,
         levels.join(",")
     )
 }
