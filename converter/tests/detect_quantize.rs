@@ -32,8 +32,9 @@ fn fixture() -> &'static Fixture {
         let val = write_coco_set(&dir.join("val"), 160, 2);
         let hw = fit_head(&dir, &train);
         let model = dir.join("picodet_like.onnx");
-        std::fs::write(&model, detector_onnx(Some(&hw), None)).unwrap();
-        std::fs::write(dir.join("picodet_like_nchw.onnx"), detector_onnx(Some(&hw), Some(2))).unwrap();
+        std::fs::write(&model, detector_onnx(Some(&hw), OutLayout::Exported)).unwrap();
+        std::fs::write(dir.join("picodet_like_nchw.onnx"), detector_onnx(Some(&hw), OutLayout::Nchw)).unwrap();
+        std::fs::write(dir.join("picodet_like_wrong_order.onnx"), detector_onnx(Some(&hw), OutLayout::ReshapeOnly)).unwrap();
         let head = dir.join("head.json");
         std::fs::write(&head, head_json()).unwrap();
         Fixture { dir, model, head, train, val }
@@ -76,6 +77,9 @@ fn detector_keeps_its_map_in_int8_and_runs_on_the_device() {
     assert!(fpm > 0.0 && qm > 0.0 && fpm <= fp && qm <= q, "mAP@0.5:0.95 {fpm} / {qm}");
     assert_eq!(r["int8"]["per_class_ap50"].as_array().unwrap().len(), 3);
     assert_eq!(r["geometry"], "letterbox:128x128:pad=114");
+    let sqnr = r["head_sqnr_db"].as_array().unwrap();
+    assert_eq!(sqnr.len(), 6, "{sqnr:?}");
+    assert!(sqnr.iter().all(|e| e[1].as_f64().unwrap() > 20.0), "head outputs keep > 20 dB in INT8: {sqnr:?}");
     // The file: one output (the detections record), the geometry in its metadata, and it detects.
     let bytes = std::fs::read(&out).unwrap();
     let buf = AlignedBuf::from_bytes(&bytes);
@@ -119,6 +123,20 @@ fn a_head_left_nchw_converts_too() {
         quantize(&f.dir.join("picodet_like_nchw.onnx"), &f.head, &f.train, &f.val, &out, &["--observer", "minmax"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(out.exists());
+}
+
+#[test]
+fn a_head_output_in_the_wrong_element_order_is_refused() {
+    let f = fixture();
+    let out = f.dir.join("det_wrong.tmf");
+    let (code, stdout, stderr) = quantize(&f.dir.join("picodet_like_wrong_order.onnx"), &f.head, &f.train, &f.val, &out, &[]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("scores output 'cls32' is [1, 16, 3] from the 4-D tensor 'cs32' [1, 3, 4, 4]")
+            && stderr.contains("[1, H*W, C] (cells row-major"),
+        "{stderr}"
+    );
+    assert!(!out.exists() && !out.with_extension("report.json").exists());
 }
 
 #[test]

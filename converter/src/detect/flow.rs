@@ -78,6 +78,9 @@ pub struct DetectReport {
     pub val_samples: usize,
     /// Input geometry (resize/letterbox) the device must apply.
     pub geometry: String,
+    /// SQNR (dB) of each INT8 head output against FP32 on calibration images, named by the
+    /// config's output (levels in config order).
+    pub head_sqnr_db: Vec<(String, f64)>,
     /// File size.
     pub size_bytes: usize,
     /// Gate failures (empty: passed).
@@ -110,6 +113,9 @@ impl DetectReport {
                 g(&self.fp32.per_class_ap),
                 g(&self.int8.per_class_ap)
             );
+        }
+        for (n, db) in &self.head_sqnr_db {
+            s += &format!("head output {n:<20} SQNR {db:6.2} dB\n");
         }
         for (o, m) in &self.observers_tried {
             s += &format!("observer {o:<16} INT8 mAP@0.5 {m:.2}\n");
@@ -392,6 +398,7 @@ pub fn quantize_detect(
     let q_dets = int8_detections(&bytes, val, &pc.norm, pc.threads)?;
     let q = figures(&evaluate_on(val, &q_dets)?, q_dets.iter().map(Vec::len).sum());
     let failures = map_gate_failures(pc.max_drop, pc.min_map, fp.map50, q.map50);
+    let head_sqnr_db = head_sqnr(&g, &head, &cal, obs, pc, calib, n_cal.min(32))?;
     let report = DetectReport {
         model: g.name.clone(),
         task: "detect".into(),
@@ -403,11 +410,56 @@ pub fn quantize_detect(
         calib_samples: cal.samples,
         val_samples: val.len(),
         geometry: pc.geometry.spec(),
+        head_sqnr_db,
         size_bytes: bytes.len(),
         gate_failures: failures.clone(),
         seconds: t0.elapsed().as_secs_f64(),
     };
     Ok(DetectOutcome { bytes, report, passed: failures.is_empty() })
+}
+
+/// SQNR of the INT8 head outputs (the graph lowered without the post-process) against FP32 on
+/// the first `k` images of `ds`.
+fn head_sqnr(
+    g: &Graph,
+    head: &BoundHead,
+    cal: &Calibration,
+    obs: Observer,
+    pc: &DetectPtqConfig,
+    ds: &DetectionDataset,
+    k: usize,
+) -> Result<Vec<(String, f64)>, String> {
+    let opts = LowerOptions { observer: obs, bias_correction: pc.bias_correction, pixel_norm: None, metadata: vec![], expose_all: false };
+    let bytes = crate::quant::lower(g, cal, &opts).map_err(|e| e.to_string())?.bytes;
+    let buf = AlignedBuf::from_bytes(&bytes);
+    let model = Model::from_bytes(buf.as_bytes()).map_err(|e| e.to_string())?;
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut sess = Session::new(&model, &mut arena).map_err(|e| e.to_string())?;
+    let shape = g.input_shape_for(1);
+    let (c, h, w) = (shape[1], shape[2], shape[3]);
+    let n_out = g.outputs.len();
+    let (mut sig, mut noise) = (vec![0f64; n_out], vec![0f64; n_out]);
+    for i in 0..k {
+        let x = normalized(ds, i, &pc.norm);
+        let refs = fp32::run(g, &[fp32::Tensor::new(shape.clone(), x.clone()).map_err(|e| e.to_string())?]).map_err(|e| e.to_string())?;
+        let mut v = vec![0f32; c * h * w];
+        nchw_to_nhwc(&x, &mut v, c, h, w);
+        sess.set_input_f32(0, &v).map_err(|e| e.to_string())?;
+        sess.run().map_err(|e| e.to_string())?;
+        for (j, r) in refs.iter().enumerate() {
+            let s = &r.shape;
+            let mut want = vec![0f32; r.data.len()];
+            nchw_to_nhwc(&r.data, &mut want, s[1], s[2], s[3]);
+            let mut got = vec![0f32; r.data.len()];
+            sess.output_f32(j, &mut got).map_err(|e| e.to_string())?;
+            for (a, b) in want.iter().zip(&got) {
+                sig[j] += (*a as f64).powi(2);
+                noise[j] += (*a as f64 - *b as f64).powi(2);
+            }
+        }
+    }
+    let names = head.cfg.levels.iter().flat_map(|l| [l.scores.clone(), l.boxes.clone()]);
+    Ok(names.enumerate().map(|(j, n)| (n, 10.0 * (sig[j] / noise[j].max(1e-30)).log10())).collect())
 }
 
 #[cfg(test)]

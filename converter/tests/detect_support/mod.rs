@@ -241,9 +241,20 @@ pub struct HeadWeights {
     pub levels: Vec<LevelWeights>,
 }
 
-/// The ONNX model; `head = None` gives the backbone + FPN with outputs P3, P4, P5. With
-/// `nchw_level`, that level's outputs are left NCHW (no Reshape/Transpose).
-pub fn detector_onnx(head: Option<&HeadWeights>, nchw_level: Option<usize>) -> Vec<u8> {
+/// How one level's head outputs leave the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutLayout {
+    /// `[1, H·W, C]` after Reshape + Transpose (PicoDet exports).
+    Exported,
+    /// Left NCHW `[1, C, H, W]`.
+    Nchw,
+    /// Reshaped straight to `[1, H·W, C]` without the Transpose (a wrong element order).
+    ReshapeOnly,
+}
+
+/// The ONNX model; `head = None` gives the backbone + FPN with outputs P3, P4, P5. Level 2's
+/// outputs leave as `last` says, the others as exporters emit them.
+pub fn detector_onnx(head: Option<&HeadWeights>, last: OutLayout) -> Vec<u8> {
     let conv = |name: &str, x: &str, w: &str, b: &str, y: &str, k: i64, s: i64, p: i64, group: i64| {
         node(
             "Conv",
@@ -340,9 +351,16 @@ pub fn detector_onnx(head: Option<&HeadWeights>, nchw_level: Option<usize>) -> V
                     p,
                     1,
                 ));
-                if nchw_level == Some(l) {
+                let layout = if l == 2 { last } else { OutLayout::Exported };
+                if layout == OutLayout::Nchw {
                     nodes.push(node("Identity", &format!("cls_id{s}"), &[&format!("cs{s}")], &[&format!("cls{s}")], vec![]));
                     nodes.push(node("Identity", &format!("reg_id{s}"), &[&format!("rg{s}")], &[&format!("reg{s}")], vec![]));
+                } else if layout == OutLayout::ReshapeOnly {
+                    for (src, c, out) in [(format!("cs{s}"), 3, format!("cls{s}")), (format!("rg{s}"), nb, format!("reg{s}"))] {
+                        let shp = format!("{out}_shape");
+                        inits.push(tensor_i64(&shp, &[3], &[1, -1, c as i64]));
+                        nodes.push(node("Reshape", &format!("{out}_flat"), &[&src, &shp], &[&out], vec![]));
+                    }
                 } else {
                     for (src, c, out) in [(format!("cs{s}"), 3, format!("cls{s}")), (format!("rg{s}"), nb, format!("reg{s}"))] {
                         let shp = format!("{out}_shape");
@@ -422,7 +440,7 @@ pub fn level_of(b: [f32; 4]) -> usize {
 /// Fits the head on the COCO set `json` (letterboxed to the model input) and returns it.
 pub fn fit_head(dir: &Path, json: &Path) -> HeadWeights {
     let bb = dir.join("backbone.onnx");
-    std::fs::write(&bb, detector_onnx(None, None)).unwrap();
+    std::fs::write(&bb, detector_onnx(None, OutLayout::Exported)).unwrap();
     let mut g = onnx::load_onnx(&bb, None).unwrap();
     passes::optimize(&mut g).unwrap();
     let geo = Geometry::parse(&format!("letterbox:{SIDE}x{SIDE}")).unwrap();
