@@ -209,3 +209,67 @@ fn hostile_datasets_are_refused_and_write_nothing() {
         assert!(!out.exists() && !out.with_extension("report.json").exists(), "case {i} wrote something");
     }
 }
+
+/// The converter's float reference post-process (`detect::decode`) and the device op agree on the
+/// same int8 head outputs: the detections of the `.tmf` equal `decode` applied to its dequantized
+/// head tensors (same boxes within 1/64 pixel, same scores, classes and order).
+#[test]
+fn the_float_reference_decode_matches_the_device_post_process() {
+    use temper_converter::detect::{decode::decode, flow, head};
+    use temper_converter::quant::{lower, Calibration, LowerOptions, Observer};
+    let f = fixture();
+    let mut g = temper_converter::onnx::load_onnx(&f.model, None).unwrap();
+    temper_converter::passes::optimize(&mut g).unwrap();
+    let cfg = head::HeadConfig::parse(&head_json(), "head").unwrap();
+    let bh = head::bind(&mut g, &cfg).unwrap();
+    let geo = temper_data::Geometry::parse("letterbox:128x128").unwrap();
+    let ds =
+        temper_data::load_detection(&spec(&f.val), &temper_data::DetLoadOptions { geometry: Some(geo), ..Default::default() }).unwrap();
+    let px = ds.pixels.as_ref().unwrap();
+    let n = 24;
+    let x: Vec<f32> = (0..n).flat_map(|i| px.image(i).unwrap().iter().map(|&v| v as f32 / 255.0)).collect();
+    let cal = Calibration::collect(&g, &[temper_converter::fp32::Tensor::new(vec![n, 3, SIDE, SIDE], x).unwrap()]).unwrap();
+    let opts = LowerOptions { observer: Observer::MinMax, pixel_norm: None, ..Default::default() };
+    let heads = lower(&g, &cal, &opts).unwrap().bytes;
+    let full = flow::lower_detector(&g, &bh, &cal, &opts).unwrap();
+    let (hb, fb) = (AlignedBuf::from_bytes(&heads), AlignedBuf::from_bytes(&full));
+    let (hm, fm) = (Model::from_bytes(hb.as_bytes()).unwrap(), Model::from_bytes(fb.as_bytes()).unwrap());
+    let (mut ha, mut fa) = (vec![0u8; hm.arena_size()], vec![0u8; fm.arena_size()]);
+    let (mut hs, mut fs) = (Session::new(&hm, &mut ha).unwrap(), Session::new(&fm, &mut fa).unwrap());
+    let mut compared = 0;
+    for i in 0..n {
+        let chw: Vec<f32> = px.image(i).unwrap().iter().map(|&v| v as f32 / 255.0).collect();
+        let mut hwc = vec![0f32; chw.len()];
+        temper_converter::eval::nchw_to_nhwc(&chw, &mut hwc, 3, SIDE, SIDE);
+        hs.set_input_f32(0, &hwc).unwrap();
+        fs.set_input_f32(0, &hwc).unwrap();
+        hs.run().unwrap();
+        fs.run().unwrap();
+        // Dequantized head outputs, NHWC → NCHW.
+        let mut outs = Vec::new();
+        for (j, &t) in g.outputs.iter().enumerate() {
+            let s = &g.tensors[t].shape;
+            let (c, h, w) = (s[1], s[2], s[3]);
+            let mut nhwc = vec![0f32; c * h * w];
+            hs.output_f32(j, &mut nhwc).unwrap();
+            let mut nchw = vec![0f32; c * h * w];
+            for p in 0..h * w {
+                for ch in 0..c {
+                    nchw[ch * h * w + p] = nhwc[p * c + ch];
+                }
+            }
+            outs.push(nchw);
+        }
+        let refs: Vec<&[f32]> = outs.iter().map(Vec::as_slice).collect();
+        let want = decode(&bh, &refs);
+        let got: Vec<_> = detections(fs.output_i8(0).unwrap()).collect();
+        assert_eq!(got.len(), want.len(), "image {i}");
+        for (a, b) in got.iter().zip(&want) {
+            assert_eq!((a.class as usize, a.score), (b.class, b.score), "image {i}");
+            let d = [a.x1, a.y1, a.x2, a.y2].iter().zip(&b.xyxy).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(d <= 1.0 / 64.0, "image {i}: box {a:?} vs {b:?}");
+        }
+        compared += got.len();
+    }
+    assert!(compared > n, "enough detections compared: {compared}");
+}
