@@ -25,7 +25,11 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("temper-detect-{}", std::process::id()));
+        // TEMPER_DETECT_DIR keeps the model and data for bench/detect_ort.sh.
+        let dir = match std::env::var_os("TEMPER_DETECT_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => std::env::temp_dir().join(format!("temper-detect-{}", std::process::id())),
+        };
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let train = write_coco_set(&dir.join("train"), 128, 1);
@@ -37,6 +41,16 @@ fn fixture() -> &'static Fixture {
         std::fs::write(dir.join("picodet_like_wrong_order.onnx"), detector_onnx(Some(&hw), OutLayout::ReshapeOnly)).unwrap();
         let head = dir.join("head.json");
         std::fs::write(&head, head_json()).unwrap();
+        // The letterboxed images (u8 NCHW) and their box transforms, for other tools.
+        let geo = temper_data::Geometry::parse("letterbox:128x128").unwrap();
+        for (name, json) in [("train", &train), ("val", &val)] {
+            let ds = temper_data::load_detection(&spec(json), &temper_data::DetLoadOptions { geometry: Some(geo), ..Default::default() })
+                .unwrap();
+            let px = ds.pixels.as_ref().unwrap();
+            temper_data::write_npy_u8(&dir.join(format!("{name}_pixels.npy")), &[ds.len(), 3, SIDE, SIDE], &px.data).unwrap();
+            let t: Vec<f32> = px.transforms.iter().flat_map(|t| [t.sx as f32, t.sy as f32, t.dx as f32, t.dy as f32]).collect();
+            temper_data::write_npy_f32(&dir.join(format!("{name}_transforms.npy")), &[ds.len(), 4], &t).unwrap();
+        }
         Fixture { dir, model, head, train, val }
     })
 }
