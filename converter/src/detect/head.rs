@@ -266,6 +266,7 @@ fn transpose(x: &[usize], shape: &[usize], perm: &[usize]) -> Vec<usize> {
 /// graph output must be named by the config. Errors name the output and the mismatch.
 pub fn bind(g: &mut Graph, cfg: &HeadConfig) -> Result<BoundHead, String> {
     cfg.check()?;
+    super::rewrite::split_sliced_convs(g);
     let input = g.inputs.first().map(|&i| g.tensors[i].shape.clone()).ok_or("the model has no graph input")?;
     if input.len() != 4 || input[0] != 1 {
         return Err(format!("the model input '{}' is {input:?}: a detector takes one [1, C, H, W] image", g.tensors[g.inputs[0]].name));
