@@ -38,6 +38,7 @@ quantize options:
   --labels NAMES        comma-separated class names stored in the file
   --sensitivity-samples N  validation images for the one-layer-at-a-time ranking (default 1000; 0 = off)
   --report PATH         JSON report path (default OUT.report.json; an SVG chart goes beside it)
+  --task classify|detect  detect: a GFL/DFL detector gated on mAP (temper quantize --task detect --help)
 
 Data SPECs: fashion-mnist:{train,val,test}, idx:IMAGES,LABELS, npy:IMAGES.npy,LABELS.npy,
 npz:FILE, or an image folder (one sub-folder per class); append :N to take the first N.
@@ -75,6 +76,18 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     if cmd == "pipeline" {
         let passed = temper_converter::pipeline::cli(&args[1..])?;
         return Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    if cmd == "quantize" {
+        if let Some(t) = args.windows(2).find(|w| w[0] == "--task").map(|w| w[1].as_str()) {
+            match t {
+                "detect" => {
+                    let ok = temper_converter::detect::cli::run(&args[1..])?;
+                    return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+                }
+                "classify" => {}
+                other => return Err(format!("--task {other}: expected classify or detect")),
+            }
+        }
     }
     if cmd == "qat" {
         let ok = temper_converter::train::qat::run_cli(&args[1..])?;
@@ -119,6 +132,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         "ocs",
         "ocs-threshold",
         "report",
+        "task",
         "o",
         "output",
     ];

@@ -157,6 +157,16 @@ fn nhwc_dims(s: &[usize]) -> Vec<usize> {
 
 /// Lower a calibrated FP32 graph to a `.tmf`.
 pub fn lower(g: &Graph, cal: &Calibration, opts: &LowerOptions) -> Result<Lowered, QuantError> {
+    lower_with(g, cal, opts, None)
+}
+
+/// Ops appended after the graph by [`lower_with`]: given the writer and the runtime ids of the
+/// graph outputs (in order), adds ops and returns the ids that become the file's outputs.
+pub type Tail<'a> = &'a mut dyn FnMut(&mut Builder, &[u32]) -> Result<Vec<u32>, String>;
+
+/// [`lower`], with `tail` (when given) appending ops after the graph (e.g. a detection
+/// post-process over the head outputs) and choosing the file's outputs.
+pub fn lower_with(g: &Graph, cal: &Calibration, opts: &LowerOptions, tail: Option<Tail<'_>>) -> Result<Lowered, QuantError> {
     let mut b = Builder::new(&g.name);
     let mut acts: Vec<Option<Act>> = vec![None; g.tensors.len()];
     let mut exposed = Vec::new();
@@ -465,13 +475,20 @@ pub fn lower(g: &Graph, cal: &Calibration, opts: &LowerOptions) -> Result<Lowere
             exposed.push((out, perm));
         }
     }
+    let mut outs = Vec::with_capacity(g.outputs.len());
     for &o in &g.outputs {
         let a = acts[o].ok_or_else(|| QuantError {
             node: g.tensors[o].name.clone(),
             op: "output".into(),
             msg: "graph output was not produced".into(),
         })?;
-        b.output(a.id);
+        outs.push(a.id);
+    }
+    if let Some(tail) = tail {
+        outs = tail(&mut b, &outs).map_err(|msg| QuantError { node: g.name.clone(), op: "tail".into(), msg })?;
+    }
+    for id in outs {
+        b.output(id);
     }
     if opts.expose_all {
         for &(t, _) in &exposed {
