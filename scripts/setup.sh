@@ -8,6 +8,9 @@ command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu 
 { command -v arm-linux-gnueabihf-gcc >/dev/null && [ -f /usr/arm-linux-gnueabihf/include/stdio.h ]; } || need_apt+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
 command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
+# fonts for the text pages and lines scripts/corpus.sh renders for the PP-OCR models
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_apt+=(fonts-wqy-microhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   echo "== apt-get install ${need_apt[*]}"

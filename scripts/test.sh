@@ -25,6 +25,8 @@ stage "rustdoc -D warnings (public items documented, intra-doc links resolve)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 stage "mAP vs pycocotools: venv /tmp/temper-coco-venv from PyPI (used by converter/tests/map_pycocotools.rs)"
 bench/map_vs_pycocotools.sh --venv-only
+stage "real-model corpus: PP-OCR models from the rapidocr-onnxruntime wheel (sha256-checked), rendered pages (cached in ~/.cache/temper/corpus; used by converter/tests/ocr_det.rs)"
+scripts/corpus.sh
 stage "cargo test (x86_64: every kernel level this CPU runs, forced lower levels, whole models)"
 cargo test --workspace
 stage "no_std builds"

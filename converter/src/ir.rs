@@ -115,17 +115,6 @@ pub enum Op {
         /// Fused activation.
         act: Activation,
     },
-    /// Transposed convolution. Inputs: x, w `[C, O/group, KH, KW]`, optional bias `[O]`.
-    ConvTranspose {
-        /// Window geometry (pads as in ONNX).
-        window: Window,
-        /// Extra size added to one side of the output.
-        output_padding: [usize; 2],
-        /// Group count.
-        group: usize,
-        /// Fused activation.
-        act: Activation,
-    },
     /// Fully connected: `y = x · Wᵀ + b`. Inputs: x `[M, K]`, w `[N, K]`, optional bias `[N]`.
     Dense {
         /// Fused activation.
@@ -226,7 +215,6 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::Conv { .. } => "Conv",
-            Op::ConvTranspose { .. } => "ConvTranspose",
             Op::Dense { .. } => "Dense",
             Op::Add { .. } => "Add",
             Op::Sub => "Sub",

@@ -285,7 +285,6 @@ fn exec(g: &Graph, node: &Node, ins: &[View<'_>], threads: usize) -> Result<Tens
     let bias = ins.get(2).map(|v| v.data);
     let data = match &node.op {
         Op::Conv { window, group, act } => ops::conv2d(x, ins[1], bias, window, *group, *act, &out_shape, threads),
-        Op::ConvTranspose { window, group, act, .. } => ops::conv_transpose2d(x, ins[1], bias, window, *group, *act, &out_shape, threads),
         Op::Dense { act } => ops::dense(x, ins[1], bias, *act, threads),
         Op::Add { act } => {
             let mut v = ops::binary(x, ins[1], &out_shape, |a, b| a + b);

@@ -735,12 +735,9 @@ mod tests {
             let w: Vec<f32> = (0..ws.iter().product()).map(|i: usize| ((i * 11 % 7) as f32 - 3.0) * 0.1).collect();
             let o = og * g;
             let bias: Vec<f32> = (0..o).map(|i| i as f32 * 0.5).collect();
-            let op_shape = crate::fp32::shape::infer_output_shape(
-                &crate::ir::Op::ConvTranspose { window: win, output_padding: op, group: g, act: Activation::None },
-                &[&xs, &ws],
-                None,
-            )
-            .unwrap();
+            let op_shape =
+                crate::fp32::shape::infer_output_shape(&crate::ops::conv_transpose::op(win, op, g, Activation::None), &[&xs, &ws], None)
+                    .unwrap();
             let (oh, ow) = (op_shape[2], op_shape[3]);
             let mut want = vec![0.0f32; xs[0] * o * oh * ow];
             for n in 0..xs[0] {

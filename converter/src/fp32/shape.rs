@@ -94,39 +94,6 @@ pub fn infer_output_shape(op: &Op, inputs: &[&[usize]], declared: Option<(&[usiz
             let [oh, ow] = spatial_out(x, window, false)?;
             Ok(vec![x[0], w[0], oh, ow])
         }
-        Op::ConvTranspose { window, output_padding, group, .. } => {
-            need(inputs, 2, 3)?;
-            let (x, w) = (inputs[0], inputs[1]);
-            if w.len() != 4 || x.len() != 4 {
-                return Err(format!("ConvTranspose expects 4-D input and weight, got {x:?} and {w:?}"));
-            }
-            let g = *group;
-            if g == 0 || w[0] != x[1] || x[1] % g != 0 {
-                return Err(format!("ConvTranspose: input {x:?}, weight {w:?} and group {g} are inconsistent"));
-            }
-            if [w[2], w[3]] != window.kernel {
-                return Err(format!("ConvTranspose: weight {w:?} does not match kernel {:?}", window.kernel));
-            }
-            let o = w[1] * g;
-            if inputs.len() == 3 && inputs[2].iter().product::<usize>() != o {
-                return Err(format!("ConvTranspose: bias {:?} does not have {o} elements", inputs[2]));
-            }
-            let mut out = vec![x[0], o, 0, 0];
-            for a in 0..2 {
-                let full = window.stride[a]
-                    .checked_mul(x[2 + a].max(1) - 1)
-                    .and_then(|v| v.checked_add(output_padding[a]))
-                    .and_then(|v| v.checked_add(window.dilation[a].checked_mul(window.kernel[a].max(1) - 1)?))
-                    .and_then(|v| v.checked_add(1))
-                    .ok_or("ConvTranspose output size overflows")?;
-                let pads = window.pads[a].checked_add(window.pads[a + 2]).ok_or("ConvTranspose pads overflow")?;
-                if full <= pads {
-                    return Err(format!("ConvTranspose: pads {:?} remove the whole output", window.pads));
-                }
-                out[2 + a] = full - pads;
-            }
-            Ok(out)
-        }
         Op::Dense { .. } => {
             need(inputs, 2, 3)?;
             let (x, w) = (inputs[0], inputs[1]);

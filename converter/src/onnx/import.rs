@@ -678,7 +678,6 @@ impl<'m, 'a> Importer<'m, 'a> {
             }
             "BatchNormalization" => self.batchnorm(ctx),
             "Conv" => self.conv(ctx),
-            "ConvTranspose" => self.conv_transpose(ctx),
             "Gemm" => self.gemm(ctx),
             "MatMul" => self.matmul(ctx),
             "MaxPool" | "AveragePool" => self.pool(ctx),
@@ -1152,84 +1151,6 @@ impl<'m, 'a> Importer<'m, 'a> {
         let mut ins = vec![x, w];
         ins.extend(b);
         self.emit(ctx, Op::Conv { window, group: group as usize, act: Activation::None }, ins)
-    }
-
-    fn conv_transpose(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
-        let x = self.input(ctx, 0)?;
-        let w = self.input(ctx, 1)?;
-        let b = self.opt_input(ctx, 2)?;
-        let (xs, ws) = (self.shape(x), self.shape(w));
-        if xs.len() != 4 || ws.len() != 4 {
-            return Err(ctx.unsupported("kernel_shape", format!("only 2-D transposed convolution (input {xs:?}, weight {ws:?})")));
-        }
-        let group = ctx.int("group", 1)?;
-        if group < 1 {
-            return Err(ctx.invalid(format!("group {group}")));
-        }
-        let kernel = [ws[2], ws[3]];
-        let two = |name: &str, default: usize| -> R<[usize; 2]> {
-            match ctx.ints(name)? {
-                None => Ok([default; 2]),
-                Some(v) if v.len() == 2 && v.iter().all(|&d| (0..=MAX_WINDOW).contains(&d)) => Ok([v[0] as usize, v[1] as usize]),
-                Some(v) => Err(ctx.unsupported(name, format!("{v:?}: only 2-D, values in 0..={MAX_WINDOW}"))),
-            }
-        };
-        let stride = two("strides", 1)?;
-        let dilation = two("dilations", 1)?;
-        let mut output_padding = two("output_padding", 0)?;
-        if stride.contains(&0) || dilation.contains(&0) {
-            return Err(ctx.invalid("strides and dilations must be ≥ 1"));
-        }
-        let auto_pad = ctx.string("auto_pad", "NOTSET")?;
-        let output_shape = ctx.ints("output_shape")?;
-        let full = |a: usize, op: usize| stride[a] * (xs[2 + a].max(1) - 1) + op + dilation[a] * (kernel[a].max(1) - 1) + 1;
-        let mut pads = [0usize; 4];
-        let target: Option<[usize; 2]> = match (&output_shape, auto_pad.as_str()) {
-            (Some(os), _) => {
-                let os = if os.len() == 4 { &os[2..] } else { &os[..] };
-                if os.len() != 2 || os.iter().any(|&d| !(1..=MAX_WINDOW).contains(&d)) {
-                    return Err(ctx.unsupported("output_shape", format!("{os:?}")));
-                }
-                Some([os[0] as usize, os[1] as usize])
-            }
-            (None, "SAME_UPPER" | "SAME_LOWER") => Some([xs[2] * stride[0], xs[3] * stride[1]]),
-            _ => None,
-        };
-        if let Some(t) = target {
-            for a in 0..2 {
-                let f = full(a, output_padding[a]);
-                if f < t[a] {
-                    // grow the output on the end side
-                    output_padding[a] += t[a] - f;
-                    continue;
-                }
-                let total = f - t[a];
-                if auto_pad == "SAME_UPPER" {
-                    pads[a] = total / 2;
-                    pads[a + 2] = total - total / 2;
-                } else {
-                    pads[a] = total - total / 2;
-                    pads[a + 2] = total / 2;
-                }
-            }
-        } else {
-            match auto_pad.as_str() {
-                "NOTSET" | "" => {
-                    if let Some(p) = ctx.ints("pads")? {
-                        if p.len() != 4 || p.iter().any(|&d| !(0..=MAX_WINDOW).contains(&d)) {
-                            return Err(ctx.unsupported("pads", format!("{p:?}")));
-                        }
-                        pads = [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize];
-                    }
-                }
-                "VALID" => {}
-                other => return Err(ctx.unsupported("auto_pad", format!("unknown value '{other}'"))),
-            }
-        }
-        let window = Window { kernel, stride, pads, dilation };
-        let mut ins = vec![x, w];
-        ins.extend(b);
-        self.emit(ctx, Op::ConvTranspose { window, output_padding, group: group as usize, act: Activation::None }, ins)
     }
 
     fn gemm(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {

@@ -16,12 +16,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::fp32::ops::View;
+use crate::ir::{Activation, Op};
 use crate::onnx::import::ImportCx;
 use crate::onnx::OnnxError;
 use crate::quant::lower::{LowerCx, LowerOut};
 
 pub mod channel_affine;
 pub mod concat;
+pub mod conv_transpose;
 pub mod pad;
 pub mod resize;
 
@@ -42,6 +44,7 @@ pub(crate) static REGISTRY: &[Registration] = &[
     Registration { onnx: &["Resize", "Upsample"], import: resize::import },
     Registration { onnx: &["Concat"], import: concat::import },
     Registration { onnx: &["Pad"], import: pad::import },
+    Registration { onnx: &["ConvTranspose"], import: conv_transpose::import },
 ];
 
 /// The importer registered for an ONNX `op_type`, if any.
@@ -69,6 +72,8 @@ pub(crate) enum OnnxAttr {
     S(String),
     /// FLOAT.
     F(f32),
+    /// INTS.
+    Is(Vec<i64>),
 }
 
 /// How an op appears in an ONNX file written by the converter.
@@ -102,6 +107,26 @@ pub(crate) trait OpDef: fmt::Debug + Send + Sync {
     /// QAT gives it no quantization point of its own).
     fn keeps_grid(&self) -> bool {
         false
+    }
+    /// The activation fused into the output, for ops that can carry one (`None`: cannot).
+    fn act(&self) -> Option<Activation> {
+        None
+    }
+    /// The same op with `act` fused into its output (`None`: it cannot carry one).
+    fn with_act(&self, act: Activation) -> Option<Op> {
+        let _ = act;
+        None
+    }
+    /// Whether the op is linear in input 0 with weights in input 1 and an optional per-output-
+    /// channel bias in input 2, so that a following per-channel affine map (BatchNorm, constant
+    /// Add/Mul) folds into them (see [`OpDef::weight_channel`]).
+    fn is_linear(&self) -> bool {
+        false
+    }
+    /// For linear ops: the output channel weight element `idx` (of weights shaped `wshape`)
+    /// contributes to. The default is the first axis (Conv's `[O, ..]`).
+    fn weight_channel(&self, wshape: &[usize], idx: usize) -> usize {
+        idx / wshape[1..].iter().product::<usize>().max(1)
     }
     /// Int8 lowering through the runtime writer.
     fn lower(&self, cx: &mut LowerCx<'_>) -> Result<LowerOut, String>;

@@ -204,22 +204,29 @@ fn per_channel(g: &Graph, c: TensorId, out: &[usize]) -> Option<Vec<f32>> {
 }
 
 fn is_linear(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Conv { act: Activation::None, .. } | Op::ConvTranspose { act: Activation::None, .. } | Op::Dense { act: Activation::None }
-    )
+    match op {
+        Op::Conv { act: Activation::None, .. } | Op::Dense { act: Activation::None } => true,
+        Op::Ext(e) => e.def().is_linear() && e.def().act() == Some(Activation::None),
+        _ => false,
+    }
 }
 
 fn set_act(op: &mut Op, a: Activation) {
     match op {
-        Op::Conv { act, .. } | Op::ConvTranspose { act, .. } | Op::Dense { act } | Op::Add { act } | Op::Mul { act } => *act = a,
+        Op::Conv { act, .. } | Op::Dense { act } | Op::Add { act } | Op::Mul { act } => *act = a,
+        Op::Ext(e) => {
+            if let Some(n) = e.def().with_act(a) {
+                *op = n;
+            }
+        }
         _ => {}
     }
 }
 
 fn get_act(op: &Op) -> Option<Activation> {
     match op {
-        Op::Conv { act, .. } | Op::ConvTranspose { act, .. } | Op::Dense { act } | Op::Add { act } | Op::Mul { act } => Some(*act),
+        Op::Conv { act, .. } | Op::Dense { act } | Op::Add { act } | Op::Mul { act } => Some(*act),
+        Op::Ext(e) => e.def().act(),
         _ => None,
     }
 }
@@ -229,15 +236,7 @@ fn get_act(op: &Op) -> Option<Activation> {
 fn weight_channel(op: &Op, wshape: &[usize], idx: usize) -> usize {
     let inner: usize = wshape[1..].iter().product();
     match op {
-        Op::ConvTranspose { group, .. } => {
-            let og = wshape[1];
-            let per_c: usize = wshape[1..].iter().product();
-            let ksz: usize = wshape[2..].iter().product();
-            let c = idx / per_c;
-            let j = (idx % per_c) / ksz.max(1);
-            let cg = wshape[0] / (*group).max(1);
-            (c / cg.max(1)) * og + j
-        }
+        Op::Ext(e) => e.def().weight_channel(wshape, idx),
         _ => idx / inner.max(1),
     }
 }

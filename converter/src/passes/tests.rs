@@ -115,7 +115,7 @@ fn batchnorm_into_conv_dense_convtranspose() {
     let wt = b.c(vec![4, 3, 2, 2]);
     let bt = b.c(vec![6]);
     let tw = Window { kernel: [2, 2], stride: [2, 2], pads: [0, 0, 0, 0], dilation: [1, 1] };
-    let ct = b.op(Op::ConvTranspose { window: tw, output_padding: [0, 0], group: 2, act: Activation::None }, vec![bn, wt, bt]);
+    let ct = b.op(crate::ops::conv_transpose::op(tw, [0, 0], 2, Activation::None), vec![bn, wt, bt]);
     let mut ins = vec![ct];
     ins.extend(bn_params(&mut b, 6));
     let bn2 = b.op(Op::BatchNorm { eps: 1e-3 }, ins);

@@ -110,6 +110,8 @@ pub(crate) struct LowerCx<'a> {
     out_name: &'a str,
     out_shape: &'a [usize],
     out_q: QParams,
+    consts: Vec<Option<(&'a [usize], &'a [f32])>>,
+    means: Option<&'a [f64]>,
 }
 
 impl LowerCx<'_> {
@@ -132,6 +134,14 @@ impl LowerCx<'_> {
     /// The output's quantization from calibration (for ops that requantize).
     pub(crate) fn out_qparams(&self) -> QParams {
         self.out_q
+    }
+    /// Input `i` when it is an f32 constant (weights, bias): its IR shape and values.
+    pub(crate) fn const_input(&self, i: usize) -> Option<(&[usize], &[f32])> {
+        self.consts.get(i).copied().flatten()
+    }
+    /// Calibration mean of every channel of input 0 when bias correction is on.
+    pub(crate) fn input_means(&self) -> Option<&[f64]> {
+        self.means
     }
     /// Quantization of a lowered tensor.
     pub(crate) fn qparams(&self, id: u32) -> QParams {
@@ -452,7 +462,10 @@ pub fn lower_with(g: &Graph, cal: &Calibration, opts: &LowerOptions, tail: Optio
             }
             Op::Ext(op) => {
                 let inputs = node.inputs.iter().map(|&t| acts[t]).collect();
-                let mut cx = LowerCx { b: &mut b, name, inputs, out_name: &g.tensors[out].name, out_shape: &oshape, out_q: qp(out) };
+                let consts = node.inputs.iter().map(|&t| g.const_f32(t).map(|d| (g.tensors[t].shape.as_slice(), d))).collect();
+                let means = cal.channel_means.get(node.inputs[0]).filter(|_| opts.bias_correction).map(Vec::as_slice);
+                let (out_name, out_q) = (&g.tensors[out].name, qp(out));
+                let mut cx = LowerCx { b: &mut b, name, inputs, out_name, out_shape: &oshape, out_q, consts, means };
                 match op.def().lower(&mut cx).map_err(e)? {
                     LowerOut::Nhwc(id) => Act { id, lay: Lay::Nhwc },
                     LowerOut::Plain(id) => Act { id, lay: Lay::Plain },

@@ -274,12 +274,6 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
                 a.push(("group", Attr::I(*group as i64)));
                 w.with_act(name, "Conv", &ins, &out, &a, *act);
             }
-            Op::ConvTranspose { window, output_padding, group, act } => {
-                let mut a = window_attrs(window, true);
-                a.push(("group", Attr::I(*group as i64)));
-                a.push(("output_padding", Attr::Is(output_padding.iter().map(|&v| v as i64).collect())));
-                w.with_act(name, "ConvTranspose", &ins, &out, &a, *act);
-            }
             Op::Dense { act } => w.with_act(name, "Gemm", &ins, &out, &[("transB", Attr::I(1))], *act),
             Op::Add { act } => w.with_act(name, "Add", &ins, &out, &[], *act),
             Op::Mul { act } => w.with_act(name, "Mul", &ins, &out, &[], *act),
@@ -381,11 +375,12 @@ pub fn to_onnx(g: &Graph) -> Result<Vec<u8>, TrainError> {
                                 OnnxAttr::I(v) => Attr::I(v),
                                 OnnxAttr::S(v) => Attr::S(v),
                                 OnnxAttr::F(v) => Attr::F(v),
+                                OnnxAttr::Is(v) => Attr::Is(v),
                             },
                         )
                     })
                     .collect();
-                w.node(name, spec.op_type, &inputs, &[out], &attrs);
+                w.with_act(name, spec.op_type, &inputs, &out, &attrs, e.def().act().unwrap_or_default());
             }
             Op::Softmax { axis } => w.node(name, "Softmax", &ins, &[out], &[("axis", Attr::I(*axis as i64))]),
             Op::Identity => w.node(name, "Identity", &ins, &[out], &[]),

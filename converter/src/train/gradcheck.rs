@@ -97,9 +97,7 @@ fn regimes(g: &Graph, tape: &Tape) -> Vec<u32> {
     for n in &g.nodes {
         let out = || &tape.value(n.outputs[0]).expect("node output on the tape").data;
         let act = match &n.op {
-            Op::Conv { act, .. } | Op::ConvTranspose { act, .. } | Op::Dense { act } | Op::Add { act } | Op::Mul { act } | Op::Act(act) => {
-                *act
-            }
+            Op::Conv { act, .. } | Op::Dense { act } | Op::Add { act } | Op::Mul { act } | Op::Act(act) => *act,
             // alpha > 0: the output has the input's sign; kink at 0.
             Op::LeakyRelu { .. } => {
                 sig.extend(out().iter().map(|&v| u32::from(v > 0.0)));

@@ -153,7 +153,7 @@ impl Net {
         let mut params: Vec<Param> = Vec::new();
         for node in &graph.nodes {
             let roles: &[(usize, ParamKind)] = match node.op {
-                Op::Conv { .. } | Op::Dense { .. } | Op::ConvTranspose { .. } => &[(1, ParamKind::Weight), (2, ParamKind::Bias)],
+                Op::Conv { .. } | Op::Dense { .. } => &[(1, ParamKind::Weight), (2, ParamKind::Bias)],
                 Op::BatchNorm { .. } => &[(1, ParamKind::BnScale), (2, ParamKind::BnShift), (3, ParamKind::BnMean), (4, ParamKind::BnVar)],
                 _ => &[],
             };
@@ -644,13 +644,6 @@ impl Net {
                     .backward(&views, View { shape: &ys, data: y }, dy, &need_k)
                     .map_err(|m| TrainError::Graph(format!("node '{}': {m}", node.name)))?;
                 out.extend(grads);
-            }
-            Op::ConvTranspose { .. } => {
-                return Err(TrainError::Graph(format!(
-                    "node '{}': no gradient implemented for {} (it cannot be trained through)",
-                    node.name,
-                    node.op.name()
-                )))
             }
         }
         Ok(out)
