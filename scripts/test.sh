@@ -30,6 +30,10 @@ cargo test --workspace
 stage "no_std builds"
 cargo build -p temper-runtime -p temper-kernels --no-default-features --target thumbv7em-none-eabihf
 cargo build -p temper-runtime -p temper-kernels --no-default-features --target aarch64-unknown-none
+msrv=$(sed -n '/^\[workspace.package\]/,/^\[/s/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+stage "MSRV: cargo +$msrv check --workspace (the declared rust-version; its own target dir)"
+rustup toolchain list | grep -q "^$msrv[.-]" || rustup toolchain install "$msrv" --profile minimal
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --workspace --locked
 stage "aarch64 under qemu-aarch64: kernels, runtime, and the workspace integration tests (mutation, sessions on threads, ops)"
 # TEMPER_EXPECT_LEVELS: exactly the kernel tables the emulated core must run (the tests fail
 # on any other set and print a "levels compared (aarch64): ..." line).
