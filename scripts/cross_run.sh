@@ -16,13 +16,13 @@ cargo build --release -p temper-run
 cargo build --release -p temper-run --target aarch64-unknown-linux-gnu
 cargo build --release -p temper-run --target armv7-unknown-linux-gnueabihf
 
-echo "-- stripped temper-run sizes (strip -o; release profile)"
+echo "-- temper-run sizes (release profile: no debug info, symbols stripped by cargo; strip -o removes what is left)"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for spec in "x86_64:strip:$native" "aarch64:aarch64-linux-gnu-strip:$a64" "armv7:arm-linux-gnueabihf-strip:$a32"; do
   IFS=: read -r name tool bin <<<"$spec"
   "$tool" -o "$tmp/$name" "$bin"
-  printf '   %-8s %9d bytes stripped   (%d with debug info)\n' "$name" "$(stat -c %s "$tmp/$name")" "$(stat -c %s "$bin")"
+  printf '   %-8s %9d bytes stripped   (%d as built)\n' "$name" "$(stat -c %s "$tmp/$name")" "$(stat -c %s "$bin")"
 done
 
 run_a64() { QEMU_CPU=$1 qemu-aarch64 -L /usr/aarch64-linux-gnu "$a64" "${@:2}"; }

@@ -32,6 +32,10 @@ cargo test --workspace
 stage "no_std builds"
 cargo build -p temper-runtime -p temper-kernels --no-default-features --target thumbv7em-none-eabihf
 cargo build -p temper-runtime -p temper-kernels --no-default-features --target aarch64-unknown-none
+msrv=$(sed -n '/^\[workspace.package\]/,/^\[/s/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+stage "MSRV: cargo +$msrv check --workspace (the declared rust-version; its own target dir)"
+rustup toolchain list | grep -q "^$msrv[.-]" || rustup toolchain install "$msrv" --profile minimal
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --workspace --locked
 stage "aarch64 under qemu-aarch64: kernels, runtime, and the workspace integration tests (mutation, sessions on threads, ops)"
 # TEMPER_EXPECT_LEVELS: exactly the kernel tables the emulated core must run (the tests fail
 # on any other set and print a "levels compared (aarch64): ..." line).
@@ -50,6 +54,21 @@ stage "temper-run release builds (x86_64, aarch64, armv7): stripped sizes; info,
 scripts/cross_run.sh
 stage "C API (temper-capi) for aarch64 under qemu-aarch64 (Cortex-A53, max) and armv7 under qemu-arm"
 targets/capi/run_c_test_aarch64.sh
+stage "C library install: scripts/install_capi.sh into a temporary prefix; classify.c built with pkg-config (shared and static) and run"
+capi_prefix=$(mktemp -d)
+scripts/install_capi.sh "$capi_prefix"
+a_size=$(stat -c %s "$capi_prefix/lib/libtemper_capi.a")
+[ "$a_size" -lt 5000000 ] || { echo "installed libtemper_capi.a is $a_size bytes (limit 5,000,000)" >&2; exit 1; }
+export PKG_CONFIG_PATH="$capi_prefix/lib/pkgconfig"
+classify_c() { cc -std=c99 -O2 -Wall -Werror targets/capi/examples/classify.c "$@"; }
+classify_c $(pkg-config --cflags --libs temper) -o "$capi_prefix/classify"
+classify_c $(pkg-config --cflags temper) $(pkg-config --static --libs temper | sed 's/-ltemper_capi/-l:libtemper_capi.a/') -o "$capi_prefix/classify_static"
+! readelf -d "$capi_prefix/classify_static" | grep -q libtemper_capi || { echo "static build needs the shared library" >&2; exit 1; }
+shared_out=$(LD_LIBRARY_PATH="$capi_prefix/lib" "$capi_prefix/classify" fuzz/seeds/model_from_bytes/student_kd.tmf)
+static_out=$("$capi_prefix/classify_static" fuzz/seeds/model_from_bytes/student_kd.tmf)
+[ "$shared_out" = "$static_out" ] && grep -q '^1\. class ' <<<"$shared_out" || { echo "classify: $shared_out / $static_out" >&2; exit 1; }
+echo "$shared_out"
+rm -rf "$capi_prefix"; unset PKG_CONFIG_PATH
 stage "controller example (temper-controller): host tests with mock pins, thumbv7em library and firmware, QEMU Cortex-M4F run, code size"
 cargo test -p temper-controller
 cargo build -p temper-controller --lib --target thumbv7em-none-eabihf

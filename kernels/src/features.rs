@@ -163,7 +163,16 @@ impl Features {
 #[cfg(target_arch = "x86_64")]
 mod raw_x86 {
     use super::Features;
-    use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
+    use core::arch::x86_64::{_xgetbv, CpuidResult};
+
+    /// `cpuid` of `leaf` and `sub_leaf`. The intrinsic is a safe function in current Rust and an
+    /// `unsafe fn` in the declared minimum version (1.89): the block compiles on both.
+    #[allow(unused_unsafe)]
+    fn cpuid(leaf: u32, sub_leaf: u32) -> CpuidResult {
+        // SAFETY: every x86_64 CPU has the `cpuid` instruction; leaves above the maximum are
+        // never asked for (callers check leaf 0's `eax` first).
+        unsafe { core::arch::x86_64::__cpuid_count(leaf, sub_leaf) }
+    }
 
     /// `xgetbv(0)`.
     ///
@@ -177,11 +186,11 @@ mod raw_x86 {
 
     pub(super) fn detect() -> Features {
         let bit = |r: u32, b: u32| r >> b & 1 == 1;
-        let max_leaf = __cpuid(0).eax;
+        let max_leaf = cpuid(0, 0).eax;
         if max_leaf < 1 {
             return Features::empty();
         }
-        let l1 = __cpuid(1);
+        let l1 = cpuid(1, 0);
         if !bit(l1.ecx, 27) || !bit(l1.ecx, 28) {
             return Features::empty(); // no OSXSAVE or no AVX: nothing we use is enabled
         }
@@ -199,7 +208,7 @@ mod raw_x86 {
         if max_leaf < 7 {
             return f;
         }
-        let l7 = __cpuid_count(7, 0);
+        let l7 = cpuid(7, 0);
         if bit(l7.ebx, 5) {
             f = f.union(Features::AVX2);
         }
@@ -216,7 +225,7 @@ mod raw_x86 {
                 }
             }
         }
-        if l7.eax >= 1 && bit(__cpuid_count(7, 1).eax, 4) {
+        if l7.eax >= 1 && bit(cpuid(7, 1).eax, 4) {
             f = f.union(Features::AVXVNNI);
         }
         f

@@ -36,7 +36,7 @@ for profile in dev fw-s; do
     --config 'profile.fw-s.inherits="release"' --config 'profile.fw-s.opt-level="s"' \
     --config 'profile.fw-s.lto="fat"' --config 'profile.fw-s.codegen-units=1' \
     --config 'profile.fw-s.debug=0' --config 'profile.fw-s.panic="abort"' \
-    --config 'profile.fw-s.incremental=false'
+    --config 'profile.fw-s.strip=false' --config 'profile.fw-s.incremental=false'
   dir=$profile; [ "$profile" = dev ] && dir=debug
   elf=$target_dir/thumbv7em-none-eabihf/$dir/controller-fw
   out=$art/target-$profile.txt

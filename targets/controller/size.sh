@@ -8,7 +8,7 @@
 # Builds controller-fw with a size profile (opt-level s, fat LTO, one codegen unit, panic=abort;
 # defined here on the command line, as the workspace manifest has no firmware profile) and
 # prints the ELF sections (llvm-size, else GNU size), the flash and RAM totals, and the code
-# per crate (llvm-nm).
+# per crate (llvm-nm; symbols kept: strip=false overrides the release profile's strip).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 opt=${OPT:-s}
@@ -23,7 +23,7 @@ env "${env[@]}" cargo build -q -p temper-controller --features firmware --bin co
   --config "profile.$profile.inherits=\"release\"" --config "profile.$profile.opt-level=\"$opt\"" \
   --config "profile.$profile.lto=\"fat\"" --config "profile.$profile.codegen-units=1" \
   --config "profile.$profile.debug=0" --config "profile.$profile.panic=\"abort\"" \
-  --config "profile.$profile.incremental=false"
+  --config "profile.$profile.strip=false" --config "profile.$profile.incremental=false"
 elf=${CARGO_TARGET_DIR:-target}/thumbv7em-none-eabihf/$profile/controller-fw
 
 if command -v llvm-size >/dev/null; then size_tool=llvm-size; else size_tool=size; fi

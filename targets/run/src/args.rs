@@ -1,7 +1,7 @@
 //! A small hand-written command-line parser (no external crates).
 //!
 //! Accepted forms: positional arguments, `--name value`, `--name=value`, boolean `--flag`,
-//! `-h`/`--help`, and `--` to end the options. Options may appear anywhere after the command.
+//! `-h`/`--help`, `-q`/`--quiet` (every command), and `--` to end the options. Options may appear anywhere after the command.
 //! Options not declared for a command, missing values, and non-repeatable options given twice
 //! are usage errors.
 
@@ -45,6 +45,9 @@ pub struct Parsed {
     pub options: Vec<(&'static str, String)>,
     /// Whether `-h`/`--help` was given.
     pub help: bool,
+    /// Whether `-q`/`--quiet` was given: no progress and no warnings on stderr (the result on
+    /// stdout and errors stay).
+    pub quiet: bool,
 }
 
 /// Parse `args` (after the command name) against the declared options.
@@ -65,6 +68,10 @@ pub fn parse(command: &'static str, args: &[String], opts: &[Opt]) -> CliResult<
         }
         if a == "-h" || a == "--help" {
             p.help = true;
+            continue;
+        }
+        if a == "-q" || a == "--quiet" {
+            p.quiet = true;
             continue;
         }
         let Some(body) = a.strip_prefix("--") else {
@@ -183,6 +190,9 @@ mod tests {
     fn help_and_separator() {
         let p = parse("t", &s(&["-h", "--", "--json"]), OPTS).unwrap();
         assert!(p.help);
+        assert!(!p.quiet);
+        assert!(parse("t", &s(&["m.tmf", "-q"]), OPTS).unwrap().quiet);
+        assert!(parse("t", &s(&["--quiet", "m.tmf"]), OPTS).unwrap().quiet);
         assert_eq!(p.positional, vec!["--json"]);
     }
 }

@@ -1,8 +1,9 @@
 //! `temper-run bench`: load time, latency distribution, throughput and peak memory.
 
 use crate::args::{self, Opt};
-use crate::common::{self, json_fixed, json_str, Arena, XorShift};
+use crate::common::{self, Arena, XorShift};
 use crate::{CliError, CliResult};
+use serde::Serialize;
 use std::time::Instant;
 use temper_kernels::Features;
 use temper_runtime::Session;
@@ -17,7 +18,7 @@ Options:
   --warmup W        untimed warm-up runs first (default 10)
   --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm);
                     default: the best for this CPU, capped by TEMPER_KERNELS
-  --json            print the result as JSON
+  --json            print the result as one JSON object (with --per-op: every op's time too)
   --per-op          also time every op alone (median µs over the runs, share of the sum)
   --threads T       threads per inference (Session::with_threads; default 1): large layers are
                     split into bands of output rows; outputs are identical for every T
@@ -34,7 +35,7 @@ resident memory of the process (VmHWM from /proc/self/status) and the kernel pat
 ";
 
 /// Latency statistics in microseconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Stats {
     /// Median.
     pub median: f64,
@@ -71,6 +72,39 @@ pub fn peak_rss_kib() -> Option<u64> {
 fn parse_vmhwm(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line["VmHWM:".len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// `bench --json`.
+#[derive(Debug, Serialize)]
+struct BenchJson<'a> {
+    model: &'a str,
+    name: &'a str,
+    file_bytes: usize,
+    arena_bytes: usize,
+    load_us: f64,
+    warmup: usize,
+    runs: usize,
+    latency_us: Stats,
+    inferences_per_s: f64,
+    items_per_s: f64,
+    peak_rss_kib: Option<u64>,
+    kernels: &'static str,
+    features: String,
+    threads: usize,
+    /// With `--per-op`: every op's median time (empty otherwise).
+    per_op: Vec<OpTime>,
+}
+
+/// One op's time in `bench --per-op`.
+#[derive(Debug, Serialize)]
+struct OpTime {
+    index: usize,
+    op: String,
+    name: String,
+    input_shape: Vec<u32>,
+    output_shape: Vec<u32>,
+    median_us: f64,
+    share_percent: f64,
 }
 
 /// Entry point of `bench`.
@@ -124,6 +158,7 @@ pub fn main(argv: &[String]) -> CliResult {
         lat.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let st = stats(&lat).ok_or_else(|| CliError::failed("no runs"))?;
+    let mut per_op = Vec::new();
     if p.flag("per-op") {
         let n_ops = model.op_count();
         let mut per = vec![Vec::with_capacity(runs); n_ops];
@@ -136,18 +171,36 @@ pub fn main(argv: &[String]) -> CliResult {
         }
         let med: Vec<f64> = per.iter().map(|v| stats(v).map_or(0.0, |s| s.median)).collect();
         let total: f64 = med.iter().sum();
-        println!("per op (median µs, {runs} runs; sum {total:.1} µs)");
-        for (i, m) in med.iter().enumerate() {
-            let op = model.op(i);
-            let shape = |id: u32| format!("{:?}", model.tensor(id).dims);
-            println!(
-                "  {i:3} {:<15} {:<24} {:>22} -> {:<22} {m:9.2} {:5.1} %",
-                format!("{:?}", op.code),
-                op.name,
-                shape(op.inputs[0]),
-                shape(op.outputs[0]),
-                100.0 * m / total.max(1e-9)
-            );
+        per_op = med
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| {
+                let op = model.op(i);
+                OpTime {
+                    index: i,
+                    op: format!("{:?}", op.code),
+                    name: op.name.to_string(),
+                    input_shape: model.tensor(op.inputs[0]).dims.to_vec(),
+                    output_shape: model.tensor(op.outputs[0]).dims.to_vec(),
+                    median_us: m,
+                    share_percent: 100.0 * m / total.max(1e-9),
+                }
+            })
+            .collect();
+        if !json {
+            println!("per op (median µs, {runs} runs; sum {total:.1} µs)");
+            for t in &per_op {
+                println!(
+                    "  {:3} {:<15} {:<24} {:>22} -> {:<22} {:9.2} {:5.1} %",
+                    t.index,
+                    t.op,
+                    t.name,
+                    format!("{:?}", t.input_shape),
+                    format!("{:?}", t.output_shape),
+                    t.median_us,
+                    t.share_percent
+                );
+            }
         }
     }
     let batch = model.graph_inputs().first().and_then(|&id| model.tensor(id).dims.first().copied()).unwrap_or(1).max(1) as f64;
@@ -155,25 +208,23 @@ pub fn main(argv: &[String]) -> CliResult {
     let rss = peak_rss_kib();
     let name = if model.name().is_empty() { "(unnamed)" } else { model.name() };
     if json {
-        println!(
-            "{{\"model\":{},\"name\":{},\"file_bytes\":{},\"arena_bytes\":{},\"load_us\":{},\"warmup\":{warmup},\"runs\":{runs},\"latency_us\":{{\"median\":{},\"p90\":{},\"min\":{},\"mean\":{},\"max\":{}}},\"inferences_per_s\":{},\"items_per_s\":{},\"peak_rss_kib\":{},\"kernels\":{},\"features\":{},\"threads\":{threads}}}",
-            json_str(path),
-            json_str(model.name()),
-            model.bytes().len(),
-            model.arena_size(),
-            json_fixed(load_us, 3),
-            json_fixed(st.median, 3),
-            json_fixed(st.p90, 3),
-            json_fixed(st.min, 3),
-            json_fixed(st.mean, 3),
-            json_fixed(st.max, 3),
-            json_fixed(per_s, 3),
-            json_fixed(per_s * batch, 3),
-            rss.map_or("null".to_string(), |v| v.to_string()),
-            json_str(kernels.level.name()),
-            json_str(&Features::cpu().to_string())
-        );
-        return Ok(());
+        return common::print_json(&BenchJson {
+            model: path,
+            name: model.name(),
+            file_bytes: model.bytes().len(),
+            arena_bytes: model.arena_size(),
+            load_us,
+            warmup,
+            runs,
+            latency_us: st,
+            inferences_per_s: per_s,
+            items_per_s: per_s * batch,
+            peak_rss_kib: rss,
+            kernels: kernels.level.name(),
+            features: Features::cpu().to_string(),
+            threads,
+            per_op,
+        });
     }
     println!("model       {name} ({path}, {} bytes, arena {} bytes)", model.bytes().len(), model.arena_size());
     println!("kernels     {} (CPU features: {}), {threads} thread{}", kernels.level, Features::cpu(), if threads == 1 { "" } else { "s" });

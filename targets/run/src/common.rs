@@ -1,8 +1,9 @@
 //! Helpers shared by the commands: opening models with clear errors, choosing kernels,
-//! aligned arenas, shapes, class labels and JSON formatting.
+//! aligned arenas, shapes, class labels, percentages, JSON output and progress.
 
 use crate::{CliError, CliResult};
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::path::Path;
 use temper_kernels::dispatch::{self, Kernels, Level};
 use temper_kernels::Features;
@@ -128,43 +129,37 @@ pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
+/// Print `value` as one line of JSON on stdout (`--json`).
+pub fn print_json<T: serde::Serialize>(value: &T) -> CliResult {
+    let text = serde_json::to_string(value).map_err(|e| CliError::failed(format!("cannot write JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
 }
 
-/// A JSON number (`null` when not finite).
-pub fn json_f64(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
+/// `100 · part / whole`: accuracies are percentages everywhere (NaN when `whole` is 0; JSON
+/// writes it as `null`).
+pub fn percent(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        f64::NAN
     } else {
-        "null".to_string()
+        100.0 * part as f64 / whole as f64
     }
 }
 
-/// A JSON number with `decimals` digits after the point (`null` when not finite).
-pub fn json_fixed(v: f64, decimals: usize) -> String {
-    if v.is_finite() {
-        format!("{v:.decimals$}")
+/// A percentage as printed: two decimals and a percent sign, `92.60%` (as `temper quantize`
+/// prints accuracies); `-` when not defined.
+pub fn fmt_percent(p: f64) -> String {
+    if p.is_finite() {
+        format!("{p:.2}%")
     } else {
-        "null".to_string()
+        "-".to_string()
     }
+}
+
+/// Whether progress messages go to stderr: never with `--quiet`; otherwise when stderr is a
+/// terminal (a redirected log gets the result, not the progress) or `forced` (`--progress`).
+pub fn show_progress(quiet: bool, forced: bool) -> bool {
+    !quiet && (forced || std::io::stderr().is_terminal())
 }
 
 /// A deterministic xorshift64 generator (benchmark inputs).
@@ -193,10 +188,11 @@ mod tests {
     }
 
     #[test]
-    fn json_escapes() {
-        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
-        assert_eq!(json_f64(f64::NAN), "null");
-        assert_eq!(json_f64(0.5), "0.5");
+    fn percentages() {
+        assert_eq!(fmt_percent(percent(9154, 10000)), "91.54%");
+        assert_eq!(fmt_percent(percent(2, 3)), "66.67%");
+        assert_eq!(fmt_percent(percent(1, 0)), "-");
+        assert_eq!(percent(3, 3), 100.0);
     }
 
     #[test]

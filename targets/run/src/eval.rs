@@ -1,8 +1,9 @@
 //! `temper-run eval`: top-1 accuracy of a classifier on a labeled dataset, on several threads.
 
 use crate::args::{self, Opt};
-use crate::common::{self, fmt_dims, json_f64, json_fixed, json_str, Arena};
+use crate::common::{self, fmt_dims, fmt_percent, percent, Arena};
 use crate::{CliError, CliResult};
+use serde::Serialize;
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
@@ -31,7 +32,8 @@ Options:
   --layout L        auto (default), nchw or nhwc: layout of 4-D image arrays
   --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm)
   --allow-nonfinite accept NaN/Inf in f32 images (Inf saturates, NaN becomes 0; default: error)
-  --json            print the result as JSON
+  --json            print the result as one JSON object (accuracies in percent)
+  -q, --quiet       no warnings on stderr
   --mmap            map the model (zero copy) instead of reading a private copy; only for
                     files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
   -h, --help        this help
@@ -42,7 +44,7 @@ and quantized. f32 images are taken as already in the model's input domain. Imag
 the model input's size and channels (no resizing); a model with batch n runs n images at once.
 
 The prediction is the argmax of graph output 0, one row of class scores per image (ties go to
-the lowest class). Prints the top-1 accuracy, the count, and the accuracy of every class.
+the lowest class). Prints the top-1 accuracy (percent, two decimals), the count, and the accuracy of every class.
 ";
 
 /// How images are fed to the session.
@@ -280,12 +282,35 @@ pub fn score(preds: &[u32], labels: &[u32], classes: usize) -> Score {
     s
 }
 
-fn ratio(a: usize, b: usize) -> f64 {
-    if b == 0 {
-        f64::NAN
-    } else {
-        a as f64 / b as f64
-    }
+/// `eval --json`.
+#[derive(Debug, Serialize)]
+struct EvalJson<'a> {
+    model: &'a str,
+    name: &'a str,
+    data: &'a str,
+    count: usize,
+    correct: usize,
+    /// Top-1 accuracy in percent.
+    accuracy: f64,
+    input: &'static str,
+    threads: usize,
+    kernels: &'static str,
+    seconds: f64,
+    images_per_s: f64,
+    /// Labels the model can never predict (>= its number of output classes).
+    unreachable_labels: usize,
+    per_class: Vec<ClassJson>,
+}
+
+/// One class in `eval --json`.
+#[derive(Debug, Serialize)]
+struct ClassJson {
+    class: usize,
+    name: Option<String>,
+    count: usize,
+    correct: usize,
+    /// Percent; `null` for a class with no images.
+    accuracy: f64,
 }
 
 /// Entry point of `eval`.
@@ -359,41 +384,36 @@ pub fn main(argv: &[String]) -> CliResult {
     let labels = common::model_labels(&model);
     let name = |c: usize| ds.class_names.get(c).or(labels.get(c)).cloned();
     let unreachable = ds.labels.iter().filter(|&&l| l as usize >= map.classes).count();
-    if unreachable > 0 {
+    if unreachable > 0 && !p.quiet {
         eprintln!(
             "temper-run: warning: {unreachable} label(s) are >= the model's {} output classes and can never be predicted",
             map.classes
         );
     }
-    let acc = ratio(sc.correct, sc.count);
+    let acc = percent(sc.correct, sc.count);
+    let per_s = n as f64 / secs.max(1e-9);
     if json {
-        let per: Vec<String> = sc
+        let per_class = sc
             .per_class
             .iter()
             .enumerate()
-            .map(|(c, &(cnt, ok))| {
-                format!(
-                    "{{\"class\":{c},\"name\":{},\"count\":{cnt},\"correct\":{ok},\"accuracy\":{}}}",
-                    name(c).map_or("null".to_string(), |s| json_str(&s)),
-                    json_f64(ratio(ok, cnt))
-                )
-            })
+            .map(|(c, &(count, correct))| ClassJson { class: c, name: name(c), count, correct, accuracy: percent(correct, count) })
             .collect();
-        println!(
-            "{{\"model\":{},\"name\":{},\"data\":{},\"count\":{},\"correct\":{},\"accuracy\":{},\"input\":{},\"threads\":{},\"kernels\":{},\"seconds\":{},\"per_class\":[{}]}}",
-            json_str(path),
-            json_str(model.name()),
-            json_str(&ds.source),
-            sc.count,
-            sc.correct,
-            json_f64(acc),
-            json_str(feed.key()),
-            ranges.len(),
-            json_str(kernels.level.name()),
-            json_fixed(secs, 6),
-            per.join(",")
-        );
-        return Ok(());
+        return common::print_json(&EvalJson {
+            model: path,
+            name: model.name(),
+            data: &ds.source,
+            count: sc.count,
+            correct: sc.correct,
+            accuracy: acc,
+            input: feed.key(),
+            threads: ranges.len(),
+            kernels: kernels.level.name(),
+            seconds: secs,
+            images_per_s: per_s,
+            unreachable_labels: unreachable,
+            per_class,
+        });
     }
     println!(
         "model {} ({path}), kernels {}, {} thread(s)",
@@ -403,14 +423,13 @@ pub fn main(argv: &[String]) -> CliResult {
     );
     let [c, h, w] = map.chw;
     println!("data {}: {n} images {c}x{h}x{w}, fed as {}", ds.source, feed.describe());
-    println!("top-1 accuracy: {:.4} ({}/{})", acc, sc.correct, sc.count);
+    println!("top-1 accuracy: {} ({}/{})", fmt_percent(acc), sc.correct, sc.count);
     println!("per class:");
     println!("  {:>5}  {:<16} {:>7} {:>7} {:>9}", "class", "name", "count", "correct", "accuracy");
     for (cl, &(cnt, ok)) in sc.per_class.iter().enumerate() {
-        let a = if cnt == 0 { "-".to_string() } else { format!("{:.4}", ratio(ok, cnt)) };
-        println!("  {cl:>5}  {:<16} {cnt:>7} {ok:>7} {a:>9}", name(cl).unwrap_or_default());
+        println!("  {cl:>5}  {:<16} {cnt:>7} {ok:>7} {:>9}", name(cl).unwrap_or_default(), fmt_percent(percent(ok, cnt)));
     }
-    println!("time {secs:.3} s ({:.1} images/s)", n as f64 / secs.max(1e-9));
+    println!("time {secs:.3} s ({per_s:.1} images/s)");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use crate::args::{self, Opt};
 use crate::common::{self, fmt_dims};
 use crate::CliResult;
+use serde::Serialize;
 use std::fmt::Write as _;
 use temper_kernels::dispatch;
 use temper_kernels::Features;
@@ -13,9 +14,10 @@ use temper_runtime::Model;
 const HELP: &str = "\
 temper-run info: describe a .tmf model
 
-Usage: temper-run info MODEL.tmf [--mmap]
+Usage: temper-run info MODEL.tmf [--json] [--mmap]
 
 Options:
+  --json            print the report as one JSON object (the same fields as the text)
   --mmap            map the model (zero copy) instead of reading a private copy; only for
                     files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
 
@@ -32,7 +34,7 @@ with the loader's message and exit status 1.
 
 /// Entry point of `info`.
 pub fn main(argv: &[String]) -> CliResult {
-    let p = args::parse("info", argv, &[Opt::flag("mmap")])?;
+    let p = args::parse("info", argv, &[Opt::flag("mmap"), Opt::flag("json")])?;
     if p.help {
         print!("{HELP}");
         return Ok(());
@@ -40,8 +42,200 @@ pub fn main(argv: &[String]) -> CliResult {
     let path = p.model_path()?;
     let file = common::open_model(path, p.flag("mmap"))?;
     let model = common::view(&file, path)?;
-    print!("{}", render(&model, path));
+    let info = collect(&model, path);
+    if p.flag("json") {
+        return common::print_json(&info);
+    }
+    print!("{}", render(&info));
     Ok(())
+}
+
+/// Everything `info` reports (printed as text or, with `--json`, as this structure).
+#[derive(Debug, Serialize)]
+struct Info {
+    model: String,
+    name: String,
+    file_bytes: usize,
+    format_version: String,
+    arena_bytes: usize,
+    /// Metadata in file order.
+    metadata: Vec<MetaEntry>,
+    ops: Vec<OpInfo>,
+    tensors: TensorSummary,
+    inputs: Vec<IoInfo>,
+    outputs: Vec<IoInfo>,
+    /// Class names from the `labels` metadata (empty without it).
+    labels: Vec<String>,
+    memory_plan: Vec<PlanRow>,
+    cpu: CpuInfo,
+}
+
+#[derive(Debug, Serialize)]
+struct MetaEntry {
+    key: String,
+    value: String,
+}
+
+#[derive(Debug, Serialize)]
+struct OpInfo {
+    index: usize,
+    op: &'static str,
+    name: String,
+    /// Shapes of the arena (activation) inputs.
+    input_shapes: Vec<Vec<u32>>,
+    output_shape: Vec<u32>,
+    out_scale: f32,
+    out_zero_point: i32,
+    scratch_bytes: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct TensorSummary {
+    count: usize,
+    weight_tensors: usize,
+    weight_bytes: usize,
+    activation_tensors: usize,
+    activation_bytes: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct IoInfo {
+    index: usize,
+    name: String,
+    dtype: &'static str,
+    dims: Vec<u32>,
+    scale: f32,
+    zero_point: i32,
+    /// The pixel normalization of an input that accepts raw u8 pixels (`null` otherwise and
+    /// for outputs).
+    pixels: Option<PixelInfo>,
+    /// Whether an input accepts raw u8 pixels (absent for outputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accepts_u8_pixels: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct PixelInfo {
+    channels: usize,
+    pixel_scale: f32,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+#[derive(Debug, Serialize)]
+struct PlanRow {
+    offset: usize,
+    size: usize,
+    end: usize,
+    what: String,
+    /// `first..last` op step (`input`/`output` at the graph's ends).
+    live: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CpuInfo {
+    features: String,
+    kernel_path: &'static str,
+    /// `TEMPER_KERNELS` as set (`null` when unset).
+    temper_kernels_env: Option<String>,
+    variants: Vec<VariantInfo>,
+}
+
+#[derive(Debug, Serialize)]
+struct VariantInfo {
+    name: &'static str,
+    available: bool,
+    /// CPU features the variant needs and this CPU lacks (empty when available).
+    missing: String,
+}
+
+/// Gather the report.
+fn collect(model: &Model<'_>, path: &str) -> Info {
+    let (major, minor) = model.version();
+    let ops = model
+        .ops()
+        .map(|op| {
+            let y = model.tensor(op.outputs[0]);
+            OpInfo {
+                index: op.index,
+                op: op.code.name(),
+                name: op.name.to_string(),
+                input_shapes: op
+                    .inputs
+                    .iter()
+                    .filter(|&&id| model.tensor(id).storage == Storage::Arena)
+                    .map(|&id| model.tensor(id).dims.to_vec())
+                    .collect(),
+                output_shape: y.dims.to_vec(),
+                out_scale: y.scale,
+                out_zero_point: y.zero_point,
+                scratch_bytes: op.scratch_len,
+            }
+        })
+        .collect();
+    let mut tensors =
+        TensorSummary { count: model.tensor_count(), weight_tensors: 0, weight_bytes: 0, activation_tensors: 0, activation_bytes: 0 };
+    for id in 0..model.tensor_count() as u32 {
+        let t = model.tensor(id);
+        match t.storage {
+            Storage::Constant => {
+                tensors.weight_tensors += 1;
+                tensors.weight_bytes += t.len;
+            }
+            Storage::Arena => {
+                tensors.activation_tensors += 1;
+                tensors.activation_bytes += t.len;
+            }
+        }
+    }
+    let io = |index: usize, id: u32, input: bool| {
+        let t = model.tensor(id);
+        let pixels = match model.input_record(id) {
+            Some(r) if input && r.kind == InputKind::Pixels as u32 => {
+                let c = (r.channels as usize).min(4);
+                Some(PixelInfo { channels: c, pixel_scale: r.pixel_scale, mean: r.mean[..c].to_vec(), std: r.std[..c].to_vec() })
+            }
+            _ => None,
+        };
+        IoInfo {
+            index,
+            name: tensor_name(model, id),
+            dtype: t.dtype.name(),
+            dims: t.dims.to_vec(),
+            scale: t.scale,
+            zero_point: t.zero_point,
+            accepts_u8_pixels: input.then_some(pixels.is_some()),
+            pixels,
+        }
+    };
+    let chosen = dispatch::detect();
+    Info {
+        model: path.to_string(),
+        name: model.name().to_string(),
+        file_bytes: model.bytes().len(),
+        format_version: format!("{major}.{minor}"),
+        arena_bytes: model.arena_size(),
+        metadata: model.metadata().map(|(k, v)| MetaEntry { key: k.to_string(), value: v.to_string() }).collect(),
+        ops,
+        tensors,
+        inputs: model.graph_inputs().iter().enumerate().map(|(i, &id)| io(i, id, true)).collect(),
+        outputs: model.graph_outputs().iter().enumerate().map(|(i, &id)| io(i, id, false)).collect(),
+        labels: common::model_labels(model),
+        memory_plan: plan_rows(model),
+        cpu: CpuInfo {
+            features: Features::detect().to_string(),
+            kernel_path: chosen.level.name(),
+            temper_kernels_env: std::env::var("TEMPER_KERNELS").ok(),
+            variants: dispatch::variants()
+                .iter()
+                .map(|v| VariantInfo {
+                    name: v.name,
+                    available: v.kernels().is_some(),
+                    missing: if v.kernels().is_some() { String::new() } else { v.missing().to_string() },
+                })
+                .collect(),
+        },
+    }
 }
 
 /// Left-aligned text table with a header row.
@@ -81,133 +275,110 @@ fn tensor_name(model: &Model<'_>, id: u32) -> String {
     }
 }
 
-/// The full report.
-fn render(model: &Model<'_>, path: &str) -> String {
+/// The report as text.
+fn render(info: &Info) -> String {
     let mut o = String::new();
-    let (major, minor) = model.version();
-    let _ = writeln!(o, "model      {}", if model.name().is_empty() { "(unnamed)" } else { model.name() });
-    let _ = writeln!(o, "file       {path} ({} bytes)", model.bytes().len());
-    let _ = writeln!(o, "format     temper model file v{major}.{minor}");
-    let _ = writeln!(o, "arena      {} bytes", model.arena_size());
+    let _ = writeln!(o, "model      {}", if info.name.is_empty() { "(unnamed)" } else { &info.name });
+    let _ = writeln!(o, "file       {} ({} bytes)", info.model, info.file_bytes);
+    let _ = writeln!(o, "format     temper model file v{}", info.format_version);
+    let _ = writeln!(o, "arena      {} bytes", info.arena_bytes);
 
-    let meta: Vec<(&str, &str)> = model.metadata().collect();
-    let _ = writeln!(o, "\nmetadata ({} entries)", meta.len());
-    for (k, v) in &meta {
-        let _ = writeln!(o, "  {k} = {v}");
+    let _ = writeln!(o, "\nmetadata ({} entries)", info.metadata.len());
+    for m in &info.metadata {
+        let _ = writeln!(o, "  {} = {}", m.key, m.value);
     }
 
-    // Ops.
-    let mut rows = Vec::new();
-    for op in model.ops() {
-        let ins: Vec<String> =
-            op.inputs.iter().filter(|&&id| model.tensor(id).storage == Storage::Arena).map(|&id| fmt_dims(model.tensor(id).dims)).collect();
-        let y = model.tensor(op.outputs[0]);
-        rows.push(vec![
-            op.index.to_string(),
-            op.code.name().to_string(),
-            op.name.to_string(),
-            ins.join(" + "),
-            fmt_dims(y.dims),
-            format!("{}", y.scale),
-            y.zero_point.to_string(),
-            op.scratch_len.to_string(),
-        ]);
-    }
-    let _ = writeln!(o, "\nops ({})", model.op_count());
+    let rows: Vec<Vec<String>> = info
+        .ops
+        .iter()
+        .map(|op| {
+            let ins: Vec<String> = op.input_shapes.iter().map(|d| fmt_dims(d)).collect();
+            vec![
+                op.index.to_string(),
+                op.op.to_string(),
+                op.name.clone(),
+                ins.join(" + "),
+                fmt_dims(&op.output_shape),
+                format!("{}", op.out_scale),
+                op.out_zero_point.to_string(),
+                op.scratch_bytes.to_string(),
+            ]
+        })
+        .collect();
+    let _ = writeln!(o, "\nops ({})", info.ops.len());
     o.push_str(&table(&["#", "op", "name", "input shapes", "output shape", "out scale", "out zp", "scratch"], &rows));
 
-    // Tensors.
-    let (mut n_const, mut const_bytes, mut n_act, mut act_bytes) = (0usize, 0usize, 0usize, 0usize);
-    for id in 0..model.tensor_count() as u32 {
-        let t = model.tensor(id);
-        match t.storage {
-            Storage::Constant => {
-                n_const += 1;
-                const_bytes += t.len;
-            }
-            Storage::Arena => {
-                n_act += 1;
-                act_bytes += t.len;
-            }
-        }
-    }
-    let _ = writeln!(o, "\ntensors ({})", model.tensor_count());
-    let _ = writeln!(o, "  weights      {n_const} constant tensors, {const_bytes} bytes");
-    let _ = writeln!(o, "  activations  {n_act} tensors, {act_bytes} bytes in total, planned into a {} byte arena", model.arena_size());
+    let t = &info.tensors;
+    let _ = writeln!(o, "\ntensors ({})", t.count);
+    let _ = writeln!(o, "  weights      {} constant tensors, {} bytes", t.weight_tensors, t.weight_bytes);
+    let _ = writeln!(
+        o,
+        "  activations  {} tensors, {} bytes in total, planned into a {} byte arena",
+        t.activation_tensors, t.activation_bytes, info.arena_bytes
+    );
 
-    // Graph inputs / outputs.
-    let _ = writeln!(o, "\ngraph inputs ({})", model.graph_inputs().len());
-    for (i, &id) in model.graph_inputs().iter().enumerate() {
-        let t = model.tensor(id);
+    let _ = writeln!(o, "\ngraph inputs ({})", info.inputs.len());
+    for x in &info.inputs {
         let _ = writeln!(
             o,
-            "  {i}  {}  {} {}{}  scale {} zero point {}",
-            tensor_name(model, id),
-            t.dtype.name(),
-            fmt_dims(t.dims),
-            if t.dims.len() == 4 { " (NHWC)" } else { "" },
-            t.scale,
-            t.zero_point
+            "  {}  {}  {} {}{}  scale {} zero point {}",
+            x.index,
+            x.name,
+            x.dtype,
+            fmt_dims(&x.dims),
+            if x.dims.len() == 4 { " (NHWC)" } else { "" },
+            x.scale,
+            x.zero_point
         );
-        match model.input_record(id) {
-            Some(r) if r.kind == InputKind::Pixels as u32 => {
-                let c = (r.channels as usize).min(4);
+        match &x.pixels {
+            Some(px) => {
                 let _ = writeln!(
                     o,
-                    "     raw u8 pixels: accepted (NHWC, {c} channels): x = (pixel * {} - mean[c]) / std[c], mean {:?}, std {:?}",
-                    r.pixel_scale,
-                    &r.mean[..c],
-                    &r.std[..c]
+                    "     raw u8 pixels: accepted (NHWC, {} channels): x = (pixel * {} - mean[c]) / std[c], mean {:?}, std {:?}",
+                    px.channels, px.pixel_scale, px.mean, px.std
                 );
             }
-            _ => {
+            None => {
                 let _ = writeln!(o, "     raw u8 pixels: not accepted (no pixel input record); feed f32 or i8");
             }
         }
     }
-    let _ = writeln!(o, "graph outputs ({})", model.graph_outputs().len());
-    for (i, &id) in model.graph_outputs().iter().enumerate() {
-        let t = model.tensor(id);
-        let _ = writeln!(
-            o,
-            "  {i}  {}  {} {}  scale {} zero point {}",
-            tensor_name(model, id),
-            t.dtype.name(),
-            fmt_dims(t.dims),
-            t.scale,
-            t.zero_point
-        );
+    let _ = writeln!(o, "graph outputs ({})", info.outputs.len());
+    for y in &info.outputs {
+        let _ = writeln!(o, "  {}  {}  {} {}  scale {} zero point {}", y.index, y.name, y.dtype, fmt_dims(&y.dims), y.scale, y.zero_point);
     }
-    let labels = common::model_labels(model);
-    if !labels.is_empty() {
-        let _ = writeln!(o, "  class labels ({}): {}", labels.len(), labels.join(", "));
+    if !info.labels.is_empty() {
+        let _ = writeln!(o, "  class labels ({}): {}", info.labels.len(), info.labels.join(", "));
     }
 
-    // Memory plan.
-    let _ = writeln!(o, "\nmemory plan (arena {} bytes)", model.arena_size());
-    o.push_str(&table(&["offset", "size", "end", "what", "live (op steps)"], &plan_rows(model)));
+    let _ = writeln!(o, "\nmemory plan (arena {} bytes)", info.arena_bytes);
+    let plan: Vec<Vec<String>> = info
+        .memory_plan
+        .iter()
+        .map(|r| vec![r.offset.to_string(), r.size.to_string(), r.end.to_string(), r.what.clone(), r.live.clone()])
+        .collect();
+    o.push_str(&table(&["offset", "size", "end", "what", "live (op steps)"], &plan));
 
-    // CPU.
-    let chosen = dispatch::detect();
+    let cpu = &info.cpu;
     let _ = writeln!(o, "\ncpu");
-    let _ = writeln!(o, "  features detected  {}", Features::detect());
-    let env = std::env::var("TEMPER_KERNELS").ok();
-    let env_note = match env.as_deref() {
+    let _ = writeln!(o, "  features detected  {}", cpu.features);
+    let env_note = match cpu.temper_kernels_env.as_deref() {
         None => String::new(),
         Some(v) if dispatch::Level::parse(v).is_some() => format!(" (capped by TEMPER_KERNELS={v})"),
         Some(v) => format!(" (TEMPER_KERNELS={v} ignored: not one of {})", common::level_names()),
     };
-    let _ = writeln!(o, "  kernel path        {}{env_note}", chosen.level);
-    let variants: Vec<String> = dispatch::variants()
+    let _ = writeln!(o, "  kernel path        {}{env_note}", cpu.kernel_path);
+    let variants: Vec<String> = cpu
+        .variants
         .iter()
-        .map(|v| if v.kernels().is_some() { format!("{} (ok)", v.name) } else { format!("{} (missing {})", v.name, v.missing()) })
+        .map(|v| if v.available { format!("{} (ok)", v.name) } else { format!("{} (missing {})", v.name, v.missing) })
         .collect();
     let _ = writeln!(o, "  compiled variants  {}", variants.join(", "));
     o
 }
 
 /// One row per activation and scratch region, by arena offset.
-fn plan_rows(model: &Model<'_>) -> Vec<Vec<String>> {
+fn plan_rows(model: &Model<'_>) -> Vec<PlanRow> {
     let ins = model.graph_inputs();
     let outs = model.graph_outputs();
     let mut items: Vec<(usize, usize, String, String)> = Vec::new();
@@ -233,5 +404,5 @@ fn plan_rows(model: &Model<'_>) -> Vec<Vec<String>> {
         }
     }
     items.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.cmp(&b.2)));
-    items.into_iter().map(|(off, len, what, live)| vec![off.to_string(), len.to_string(), (off + len).to_string(), what, live]).collect()
+    items.into_iter().map(|(offset, size, what, live)| PlanRow { offset, size, end: offset + size, what, live }).collect()
 }

@@ -3,6 +3,7 @@
 use crate::args::{self, Opt};
 use crate::common::{self, fmt_dims, Arena};
 use crate::{CliError, CliResult};
+use serde::Serialize;
 use std::path::Path;
 use temper_data::{NpyArray, NpyData};
 use temper_runtime::{Model, Session};
@@ -22,6 +23,8 @@ Options:
                     they are an error naming the first one
   --layout L        auto (default), nchw or nhwc: layout of 4-D inputs
   --kernels LEVEL   force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm)
+  --json            print the result as one JSON object: inputs, every row of output 0 (top-1,
+                    label, score, all values), the files written
   --mmap            map the model (zero copy) instead of reading a private copy; only for
                     files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
   -h, --help        this help
@@ -240,6 +243,7 @@ pub fn main(argv: &[String]) -> CliResult {
         Opt::flag("allow-nonfinite"),
         Opt::value("layout"),
         Opt::value("kernels"),
+        Opt::flag("json"),
     ];
     let p = args::parse("run", argv, OPTS)?;
     if p.help {
@@ -315,48 +319,8 @@ pub fn main(argv: &[String]) -> CliResult {
         }
     }
 
-    println!(
-        "model {} ({path}), kernels {}, {items} run(s)",
-        if model.name().is_empty() { "(unnamed)" } else { model.name() },
-        kernels.level
-    );
-    for (i, q) in prepared.iter().enumerate() {
-        let t = model.tensor(g_in[i]);
-        println!(
-            "input {i} '{}' {}: {} {} {}{}",
-            t.name,
-            fmt_dims(t.dims),
-            inputs[i],
-            q.values.dtype(),
-            fmt_dims(&q.shape),
-            if q.fit.nchw { " (NCHW, transposed to NHWC)" } else { "" }
-        );
-    }
-    let labels = common::model_labels(&model);
-    let y0 = model.tensor(g_out[0]);
-    let cols = y0.dims.last().map_or(1, |&d| d as usize).max(1);
-    const MAX_ROWS: usize = 50;
-    let rows = out_f32[0].len() / cols;
-    for (row, scores) in out_f32[0].chunks(cols).enumerate().take(MAX_ROWS) {
-        let mut line = format!("item {row}:");
-        if cols > 1 {
-            let c = common::argmax(scores).unwrap_or(0);
-            line.push_str(&format!(" top-1 {c}"));
-            if let Some(name) = labels.get(c) {
-                line.push_str(&format!(" ({name})"));
-            }
-            line.push_str(&format!(" score {:.4}", scores[c]));
-        }
-        if cols <= 16 {
-            let s: Vec<String> = scores.iter().map(|v| format!("{v:.4}")).collect();
-            line.push_str(&format!("  [{}]", s.join(", ")));
-        }
-        println!("{line}");
-    }
-    if rows > MAX_ROWS {
-        println!("… {} more row(s) not shown{}", rows - MAX_ROWS, if outputs.is_empty() { " (write them with --output)" } else { "" });
-    }
-
+    // Write the outputs first: the report names only files that exist.
+    let mut written = Vec::with_capacity(outputs.len());
     for (j, out) in outputs.iter().enumerate() {
         let t = model.tensor(g_out[j]);
         let mut shape = common::dims_usize(&t);
@@ -369,9 +333,149 @@ pub fn main(argv: &[String]) -> CliResult {
             temper_data::write_npy_f32(Path::new(out), &shape, &out_f32[j])
         };
         res.map_err(|e| CliError::failed(format!("cannot write output: {e}")))?;
-        println!("wrote output {j} '{}' to {out}: {} {}", t.name, if want_i8 { "i8" } else { "f32" }, fmt_dims(&shape));
+        written.push(WrittenJson { output: j, name: t.name, path: out, dtype: if want_i8 { "i8" } else { "f32" }, shape });
+    }
+
+    let labels = common::model_labels(&model);
+    let y0 = model.tensor(g_out[0]);
+    let cols = y0.dims.last().map_or(1, |&d| d as usize).max(1);
+    let rows: Vec<RowJson<'_>> = out_f32[0]
+        .chunks(cols)
+        .enumerate()
+        .map(|(item, scores)| {
+            let top1 = if cols > 1 { common::argmax(scores) } else { None };
+            RowJson { item, top1, label: top1.and_then(|c| labels.get(c)).map(String::as_str), score: top1.map(|c| scores[c]), scores }
+        })
+        .collect();
+    let inputs_json: Vec<InputJson<'_>> = prepared
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let t = model.tensor(g_in[i]);
+            InputJson {
+                input: i,
+                name: t.name,
+                dims: t.dims,
+                path: inputs[i],
+                dtype: q.values.dtype(),
+                shape: &q.shape,
+                transposed_from_nchw: q.fit.nchw,
+            }
+        })
+        .collect();
+    if p.flag("json") {
+        return common::print_json(&RunJson {
+            model: path,
+            name: model.name(),
+            kernels: kernels.level.name(),
+            items,
+            inputs: inputs_json,
+            output0: OutputJson { name: y0.name, dims: y0.dims, rows },
+            written,
+        });
+    }
+
+    println!(
+        "model {} ({path}), kernels {}, {items} run(s)",
+        if model.name().is_empty() { "(unnamed)" } else { model.name() },
+        kernels.level
+    );
+    for x in &inputs_json {
+        println!(
+            "input {} '{}' {}: {} {} {}{}",
+            x.input,
+            x.name,
+            fmt_dims(x.dims),
+            x.path,
+            x.dtype,
+            fmt_dims(x.shape),
+            if x.transposed_from_nchw { " (NCHW, transposed to NHWC)" } else { "" }
+        );
+    }
+    const MAX_ROWS: usize = 50;
+    for r in rows.iter().take(MAX_ROWS) {
+        let mut line = format!("item {}:", r.item);
+        if let (Some(c), Some(score)) = (r.top1, r.score) {
+            line.push_str(&format!(" top-1 {c}"));
+            if let Some(name) = r.label {
+                line.push_str(&format!(" ({name})"));
+            }
+            line.push_str(&format!(" score {score:.4}"));
+        }
+        if cols <= 16 {
+            let s: Vec<String> = r.scores.iter().map(|v| format!("{v:.4}")).collect();
+            line.push_str(&format!("  [{}]", s.join(", ")));
+        }
+        println!("{line}");
+    }
+    if rows.len() > MAX_ROWS {
+        println!(
+            "… {} more row(s) not shown{}",
+            rows.len() - MAX_ROWS,
+            if outputs.is_empty() { " (write them with --output or --json)" } else { "" }
+        );
+    }
+    for w in &written {
+        println!("wrote output {} '{}' to {}: {} {}", w.output, w.name, w.path, w.dtype, fmt_dims(&w.shape));
     }
     Ok(())
+}
+
+/// `run --json`.
+#[derive(Debug, Serialize)]
+struct RunJson<'a> {
+    model: &'a str,
+    name: &'a str,
+    kernels: &'static str,
+    /// Model runs.
+    items: usize,
+    inputs: Vec<InputJson<'a>>,
+    /// Graph output 0, dequantized: one row per class-score vector (its last dimension).
+    output0: OutputJson<'a>,
+    /// The `--output` files written.
+    written: Vec<WrittenJson<'a>>,
+}
+
+/// One input of `run --json`.
+#[derive(Debug, Serialize)]
+struct InputJson<'a> {
+    input: usize,
+    name: &'a str,
+    dims: &'a [u32],
+    path: &'a str,
+    dtype: &'static str,
+    shape: &'a [usize],
+    transposed_from_nchw: bool,
+}
+
+/// Output 0 of `run --json`.
+#[derive(Debug, Serialize)]
+struct OutputJson<'a> {
+    name: &'a str,
+    dims: &'a [u32],
+    rows: Vec<RowJson<'a>>,
+}
+
+/// One row of output 0.
+#[derive(Debug, Serialize)]
+struct RowJson<'a> {
+    item: usize,
+    /// Index of the largest value (`null` for one-column outputs).
+    top1: Option<usize>,
+    /// Its class name from the model's `labels` metadata.
+    label: Option<&'a str>,
+    score: Option<f32>,
+    scores: &'a [f32],
+}
+
+/// One written output file.
+#[derive(Debug, Serialize)]
+struct WrittenJson<'a> {
+    output: usize,
+    name: &'a str,
+    path: &'a str,
+    dtype: &'static str,
+    shape: Vec<usize>,
 }
 
 #[cfg(test)]

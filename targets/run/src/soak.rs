@@ -3,9 +3,10 @@
 //! the resident memory does not grow after warm-up.
 
 use crate::args::{self, Opt};
-use crate::common::{self, json_fixed, json_str, Arena};
+use crate::common::{self, fmt_percent, percent, Arena};
 use crate::eval::{self, Feed, ImageMap};
 use crate::{CliError, CliResult};
+use serde::Serialize;
 use std::io::Read as _;
 use std::time::Instant;
 use temper_data::{Dataset, Pixels};
@@ -27,10 +28,12 @@ Options:
   --rss-slack KIB     tolerated RSS growth above the baseline, in KiB (default 0)
   --layout L          auto (default), nchw or nhwc: layout of 4-D image arrays
   --kernels LEVEL     force a kernel path (scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm)
-  --allow-nonfinite accept NaN/Inf in f32 images (Inf saturates, NaN becomes 0; default: error)
-  --json              print the result as JSON
-  --mmap            map the model (zero copy) instead of reading a private copy; only for
-                    files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
+  --allow-nonfinite   accept NaN/Inf in f32 images (Inf saturates, NaN becomes 0; default: error)
+  --json              print the result as one JSON object (accuracy in percent)
+  -q, --quiet         no progress lines on stderr
+  --progress          progress lines on stderr even when it is not a terminal
+  --mmap              map the model (zero copy) instead of reading a private copy; only for
+                      files nobody modifies meanwhile (truncating a mapped file gives SIGBUS)
   -h, --help          this help
 
 One session and one arena run the images in order, cyclically, COUNT times. The first pass over
@@ -39,8 +42,10 @@ same image (it fails at the first difference, naming the run, the image and the 
 resident set size (/proc/self/statm, resident pages times the page size from /proc/self/auxv)
 is sampled every N runs without allocating; the baseline is taken after the first pass plus
 the warm-up runs, and the command fails if any later sample exceeds it by more than the slack.
-Progress goes to stderr ten times during the run. Prints the count, the time, the throughput,
-the top-1 accuracy of the first pass, and the RSS minimum, baseline and maximum.
+Progress goes to stderr ten times during the run when stderr is a terminal or with --progress
+(never with --quiet).
+Prints the count, the time, the throughput, the top-1 accuracy of the first pass (percent), and
+the RSS minimum, baseline and maximum.
 ";
 
 /// Resident set size in KiB from `/proc/self/statm` and the page size, without allocating.
@@ -135,6 +140,39 @@ struct Plan {
     warmup: u64,
     slack_kib: u64,
     page_kib: u64,
+    /// Print progress lines on stderr (a terminal, no `--quiet`).
+    progress: bool,
+}
+
+/// `soak --json`.
+#[derive(Debug, Serialize)]
+struct SoakJson<'a> {
+    model: &'a str,
+    data: &'a str,
+    images: usize,
+    runs: u64,
+    seconds: f64,
+    runs_per_s: f64,
+    kernels: &'static str,
+    /// Top-1 accuracy of the first pass, in percent.
+    first_pass_accuracy: f64,
+    first_pass_correct: usize,
+    first_pass_count: usize,
+    /// Outputs that differed from the first pass (always 0: a difference fails the command).
+    mismatches: u64,
+    rss_kib: RssJson,
+}
+
+/// Resident memory samples of `soak --json`, in KiB.
+#[derive(Debug, Serialize)]
+struct RssJson {
+    samples: usize,
+    min: u64,
+    baseline: u64,
+    /// The run after which the baseline was taken.
+    baseline_after_run: u64,
+    max_after_warmup: u64,
+    max: u64,
 }
 
 fn soak(
@@ -221,7 +259,7 @@ fn soak(
                 }
             }
         }
-        if done % report_every == 0 {
+        if plan.progress && done % report_every == 0 {
             let secs = t0.elapsed().as_secs_f64();
             eprintln!(
                 "soak: {done} runs, {secs:.1} s, {:.0} runs/s, RSS {last} KiB (max {} KiB)",
@@ -257,6 +295,7 @@ pub fn main(argv: &[String]) -> CliResult {
         Opt::value("layout"),
         Opt::value("kernels"),
         Opt::flag("json"),
+        Opt::flag("progress"),
     ];
     let p = args::parse("soak", argv, OPTS)?;
     if p.help {
@@ -273,6 +312,10 @@ pub fn main(argv: &[String]) -> CliResult {
     let warmup: u64 = p.number("warmup", 10_000, 0)?;
     let slack_kib: u64 = p.number("rss-slack", 0, 0)?;
     let json = p.flag("json");
+    if p.quiet && p.flag("progress") {
+        return Err(CliError::usage("soak", "--quiet and --progress contradict each other"));
+    }
+    let progress = common::show_progress(p.quiet, p.flag("progress"));
     let kernels = common::select_kernels("soak", p.get("kernels"))?;
     let page_kib = page_kib().ok_or_else(|| CliError::failed("cannot read the page size from /proc/self/auxv (soak needs Linux /proc)"))?;
     let file = common::open_model(path, p.flag("mmap"))?;
@@ -290,44 +333,44 @@ pub fn main(argv: &[String]) -> CliResult {
         Pixels::U8(_) => Feed::Unit,
         Pixels::F32(_) => Feed::Float,
     };
-    let plan = Plan { count, rss_every, warmup, slack_kib, page_kib };
+    let plan = Plan { count, rss_every, warmup, slack_kib, page_kib, progress };
     let rep = soak(&model, kernels, &ds, &map, feed, &plan).map_err(|e| match e {
         CliError::Failed(m) => CliError::failed(format!("{path}: soak failed: {m}")),
         other => other,
     })?;
-    let acc = rep.first_pass_correct as f64 / rep.first_pass_count.max(1) as f64;
+    let acc = percent(rep.first_pass_correct, rep.first_pass_count);
     let per_s = rep.runs as f64 / rep.secs.max(1e-9);
+    let baseline_after = rep.images.div_ceil(map.batch) as u64 + warmup;
     if json {
-        println!(
-            "{{\"model\":{},\"data\":{},\"images\":{},\"runs\":{},\"seconds\":{},\"runs_per_s\":{},\"kernels\":{},\"first_pass_accuracy\":{},\"mismatches\":0,\"rss_kib\":{{\"samples\":{},\"min\":{},\"baseline\":{},\"max_after_warmup\":{},\"max\":{}}}}}",
-            json_str(path),
-            json_str(&ds.source),
-            rep.images,
-            rep.runs,
-            json_fixed(rep.secs, 3),
-            json_fixed(per_s, 1),
-            json_str(kernels.level.name()),
-            json_fixed(acc, 4),
-            rep.rss_samples,
-            rep.rss_min,
-            rep.rss_baseline,
-            rep.rss_max_after,
-            rep.rss_max
-        );
-        return Ok(());
+        return common::print_json(&SoakJson {
+            model: path,
+            data: &ds.source,
+            images: rep.images,
+            runs: rep.runs,
+            seconds: rep.secs,
+            runs_per_s: per_s,
+            kernels: kernels.level.name(),
+            first_pass_accuracy: acc,
+            first_pass_correct: rep.first_pass_correct,
+            first_pass_count: rep.first_pass_count,
+            mismatches: 0,
+            rss_kib: RssJson {
+                samples: rep.rss_samples,
+                min: rep.rss_min,
+                baseline: rep.rss_baseline,
+                baseline_after_run: baseline_after,
+                max_after_warmup: rep.rss_max_after,
+                max: rep.rss_max,
+            },
+        });
     }
     println!("model       {} ({path}), kernels {}", if model.name().is_empty() { "(unnamed)" } else { model.name() }, kernels.level);
     println!("data        {}: {} images, fed as {}", ds.source, rep.images, feed.describe());
     println!("runs        {} in {:.1} s ({per_s:.0} runs/s); every output identical to the first pass", rep.runs, rep.secs);
-    println!("first pass  top-1 accuracy {acc:.4} ({}/{})", rep.first_pass_correct, rep.first_pass_count);
+    println!("first pass  top-1 accuracy {} ({}/{})", fmt_percent(acc), rep.first_pass_correct, rep.first_pass_count);
     println!(
-        "RSS         {} samples: min {} KiB, baseline {} KiB (after run {}), max after warm-up {} KiB, max {} KiB",
-        rep.rss_samples,
-        rep.rss_min,
-        rep.rss_baseline,
-        rep.images.div_ceil(map.batch) as u64 + warmup,
-        rep.rss_max_after,
-        rep.rss_max
+        "RSS         {} samples: min {} KiB, baseline {} KiB (after run {baseline_after}), max after warm-up {} KiB, max {} KiB",
+        rep.rss_samples, rep.rss_min, rep.rss_baseline, rep.rss_max_after, rep.rss_max
     );
     Ok(())
 }

@@ -152,6 +152,8 @@ fn model_rewritten_in_place_during_soak_never_crashes() {
             "0",
             "--rss-slack",
             "100000",
+            // stderr is a pipe here: progress lines only on request.
+            "--progress",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
