@@ -349,6 +349,7 @@ fn hand_built_inconsistent_dataset_never_panics() {
     let bad = Dataset {
         images: Pixels::U8(vec![1, 2, 3]),
         shape: [4, 1, 1, 2],
+        sample_shape: vec![1, 1, 2],
         labels: vec![0, 0],
         num_classes: 1,
         class_names: vec![],
