@@ -469,3 +469,118 @@ fn cnn_1d_over_sensor_windows_converts_and_matches_fp32() {
     assert!(stderr.contains("[20, 3, 100]") && stderr.contains("[1, 3, 128]"), "names both shapes: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A 3-channel image classifier (dominant tint: red, green, blue or none): Conv(3→8, 3×3) +
+/// Relu, GlobalAveragePool, Flatten, Gemm(8→4).
+fn tint_model(rng: &mut Rng) -> Vec<u8> {
+    let mut w1 = vec![0f32; 8 * 3 * 9];
+    for o in 0..8 {
+        for c in 0..3 {
+            for j in 0..9 {
+                w1[(o * 3 + c) * 9 + j] = match (o < 3, j == 4) {
+                    (true, true) => {
+                        if c == o {
+                            1.0
+                        } else {
+                            -0.5
+                        }
+                    }
+                    (true, false) => rng.uniform(-0.01, 0.01),
+                    (false, _) => rng.uniform(-0.2, 0.2),
+                };
+            }
+        }
+    }
+    let mut w2 = vec![0f32; 4 * 8]; // transB: [4, 8]
+    for k in 0..3 {
+        w2[k * 8 + k] = 1.0;
+        w2[3 * 8 + k] = -1.0;
+    }
+    let b2 = [0.0, 0.0, 0.0, 0.1];
+    model(
+        vec![
+            node("Conv", "conv", &["image", "w1"], &["c"], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])]),
+            node("Relu", "relu", &["c"], &["r"], vec![]),
+            node("GlobalAveragePool", "gap", &["r"], &["g"], vec![]),
+            node("Flatten", "flat", &["g"], &["f"], vec![]),
+            node("Gemm", "fc", &["f", "w2", "b2"], &["logits"], vec![attr_i("transB", 1)]),
+        ],
+        vec![tensor_f32("w1", &[8, 3, 3, 3], &w1), tensor_f32("w2", &[4, 8], &w2), tensor_f32("b2", &[4], &b2)],
+        value_info("image", &[D::S("batch"), D::V(3), D::V(16), D::V(16)]),
+        value_info("logits", &[D::S("batch"), D::V(4)]),
+    )
+}
+
+/// 16×16 RGB images in 0..1, NHWC: a gray gradient, a tinted blob for classes 0..2, noise.
+fn tint_data(n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let k = rng.below(4);
+        let (base, slope, cx, cy) = (rng.uniform(0.2, 0.6), rng.uniform(-0.2, 0.2), rng.uniform(4.0, 12.0), rng.uniform(4.0, 12.0));
+        for i in 0..16 {
+            for j in 0..16 {
+                let d2 = (i as f32 - cy).powi(2) + (j as f32 - cx).powi(2);
+                let blob = 0.35 * (-d2 / 40.0).exp();
+                for c in 0..3 {
+                    let tint = if c == k { blob } else { 0.0 };
+                    x.push((base + slope * i as f32 / 16.0 + tint + 0.02 * rng.normal()).clamp(0.0, 1.0));
+                }
+            }
+        }
+        y.push(k as i64);
+    }
+    (x, y)
+}
+
+#[test]
+fn three_channel_images_convert_with_default_flags_from_f32_and_u8_npy() {
+    let dir = tmpdir("rgb");
+    let mut rng = Rng(3);
+    let bytes = tint_model(&mut rng);
+    let onnx_path = dir.join("tint.onnx");
+    std::fs::write(&onnx_path, &bytes).unwrap();
+    let (x, y) = tint_data(400, &mut rng);
+    // f32 NPY, NHWC (read as such and transposed), taken as given: no normalization, no pixel input.
+    let f32_spec = write_set(&dir, "f32", &[16, 16, 3], &x, &y);
+    let out = dir.join("f32.tmf");
+    let (code, stdout, stderr) = temper(&["quantize", s(&onnx_path), "-o", s(&out), "--calib", &f32_spec]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let bytes_f32 = std::fs::read(&out).unwrap();
+    let buf = AlignedBuf::from_bytes(&bytes_f32);
+    let m = Model::from_bytes(buf.as_bytes()).unwrap();
+    let input = m.tensor(m.graph_inputs()[0]);
+    assert_eq!(input.dims, &[1, 16, 16, 3]);
+    assert!(m.input_record(input.id).is_none_or(|r| r.kind == 0), "f32 data folds no pixel normalization");
+    // u8 NPY with default flags: x/255 folded into a 3-channel pixel input.
+    let (xp, yp) = (dir.join("u8.x.npy"), dir.join("u8.y.npy"));
+    let px: Vec<u8> = x.iter().map(|v| (v * 255.0).round() as u8).collect();
+    temper_data::write_npy_u8(&xp, &[400, 16, 16, 3], &px).unwrap();
+    temper_data::npy::write_npy_i64(&yp, &[400], &y).unwrap();
+    let out = dir.join("u8.tmf");
+    let spec = format!("npy:{},{}", s(&xp), s(&yp));
+    let (code, stdout, stderr) = temper(&["quantize", s(&onnx_path), "-o", s(&out), "--calib", &spec]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("accuracy gate: PASSED"), "{stdout}");
+    let bytes_u8 = std::fs::read(&out).unwrap();
+    let buf = AlignedBuf::from_bytes(&bytes_u8);
+    let m = Model::from_bytes(buf.as_bytes()).unwrap();
+    let r = m.input_record(m.graph_inputs()[0]).expect("pixel input record");
+    assert_eq!((r.kind, r.channels, r.mean, r.std), (1, 3, [0.0; 4], [1.0, 1.0, 1.0, 0.0]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn input_shape_values_parse_by_name_and_refuse_ambiguity() {
+    let p = InputShapes::parse(&["x=1,3,128", "mask = 1,128", "2,5"]).unwrap();
+    assert_eq!(p.entries, vec![(Some("x".into()), vec![1, 3, 128]), (Some("mask".into()), vec![1, 128]), (None, vec![2, 5])]);
+    for (bad, why) in [
+        (&["x=1,0"][..], "not a dimension ≥ 1"),
+        (&["x=1,a"][..], "'a' is not a dimension"),
+        (&["=1,2"][..], "input name before '=' is empty"),
+        (&["x=1", "x=2"][..], "input 'x' is given twice"),
+        (&["1", "2"][..], "more than one shape without an input name"),
+    ] {
+        let e = InputShapes::parse(bad).unwrap_err();
+        assert!(e.contains(why), "{bad:?}: {e}");
+    }
+}
