@@ -457,6 +457,13 @@ fn cnn_1d_over_sensor_windows_converts_and_matches_fp32() {
         temper(&["quantize", s(&onnx_path), "-o", s(&out), "--calib", &calib, "--val", &val, "--input-shape", &shape]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let shapes = InputShapes::parse(&[shape.as_str()]).unwrap();
+    // After the passes the 1-D network is a 2-D one: one reshape in, activations fused, no
+    // reshape pairs left between the ops.
+    let mut g = onnx::import_bytes_with(&bytes, None, &shapes, "cnn1d.onnx").unwrap();
+    temper_converter::passes::optimize(&mut g).unwrap();
+    let ops: Vec<String> = g.nodes.iter().map(|n| format!("{:?}", n.op).split([' ', '{', '(']).next().unwrap().to_string()).collect();
+    assert_eq!(ops, ["Reshape", "Conv", "MaxPool", "Conv", "AvgPool", "GlobalAvgPool", "Reshape", "Dense"], "{g}");
+    assert!(g.nodes.iter().all(|n| !matches!(n.op, temper_converter::ir::Op::Act(_))), "Relu fused: {g}");
     let a = agreement(&out, &bytes, &shapes, &[3, L], &tx, &ty);
     check("1-D CNN [N, 3, 128]", &a, ty.len());
 
