@@ -591,3 +591,70 @@ fn input_shape_values_parse_by_name_and_refuse_ambiguity() {
         assert!(e.contains(why), "{bad:?}: {e}");
     }
 }
+
+/// `x.mean(-1)` / `x.mean((2, 3))` as PyTorch exports them (ReduceMean over the axes after the
+/// channels) become global average pools: the model lowers to int8 and matches FP32.
+#[test]
+fn reduce_mean_over_the_sequence_or_image_lowers_as_a_global_pool() {
+    use temper_converter::quant::{lower, Calibration, LowerOptions};
+    let mut rng = Rng(9);
+    let seq = (vec![2i64, 4, 32], vec![3i64], vec![1i64, 1], vec![-1i64]);
+    let img = (vec![2i64, 4, 8, 8], vec![3i64, 3], vec![1i64, 1, 1, 1], vec![2i64, 3]);
+    for ((dims, kernel, pads, axes), keep) in [(seq.clone(), 0), (seq, 1), (img.clone(), 0), (img, 1)] {
+        let rank = dims.len();
+        let mut wdims = vec![6i64, 4];
+        wdims.extend(&kernel);
+        let w: Vec<f32> = (0..wdims.iter().product::<i64>()).map(|_| rng.uniform(-0.3, 0.3)).collect();
+        let fc: Vec<f32> = (0..5 * 6).map(|_| rng.uniform(-0.5, 0.5)).collect();
+        let in_dims: Vec<D> = std::iter::once(D::S("batch")).chain(dims[1..].iter().map(|&d| D::V(d))).collect();
+        let bytes = model(
+            vec![
+                node("Conv", "conv", &["x", "w"], &["c"], vec![attr_ints("kernel_shape", &kernel), attr_ints("pads", &pads)]),
+                node("Relu", "relu", &["c"], &["r"], vec![]),
+                node("ReduceMean", "mean", &["r"], &["m"], vec![attr_ints("axes", &axes), attr_i("keepdims", keep)]),
+                node("Flatten", "flat", &["m"], &["mf"], vec![]),
+                node("Gemm", "fc", &["mf", "fc"], &["y"], vec![attr_i("transB", 1)]),
+            ],
+            vec![tensor_f32("w", &wdims, &w), tensor_f32("fc", &[5, 6], &fc)],
+            value_info("x", &in_dims),
+            value_info("y", &[D::S("batch"), D::V(5)]),
+        );
+        let mut g = onnx::import_bytes(&bytes, None, None, "mean.onnx").unwrap();
+        temper_converter::passes::optimize(&mut g).unwrap();
+        assert!(g.nodes.iter().any(|n| n.op.name() == "GlobalAvgPool"), "rank {rank}, keepdims {keep}: {g}");
+        assert!(g.nodes.iter().all(|n| n.op.name() != "ReduceMean"), "rank {rank}, keepdims {keep}: {g}");
+        let per: usize = dims[1..].iter().map(|&d| d as usize).product();
+        let x: Vec<f32> = (0..64 * per).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let mut shape = vec![64];
+        shape.extend(dims[1..].iter().map(|&d| d as usize));
+        let batch = Tensor::new(shape, x.clone()).unwrap();
+        let cal = Calibration::collect(&g, std::slice::from_ref(&batch)).unwrap();
+        let lowered = lower(&g, &cal, &LowerOptions::default()).unwrap();
+        let fp = fp32::run(&g, &[batch]).unwrap().remove(0);
+        let buf = AlignedBuf::from_bytes(&lowered.bytes);
+        let m = Model::from_bytes(buf.as_bytes()).unwrap();
+        let mut arena = vec![0u8; m.arena_size()];
+        let mut sess = Session::new(&m, &mut arena).unwrap();
+        let (mut num, mut den) = (0f64, 0f64);
+        let mut out = vec![0f32; 5];
+        for i in 0..64 {
+            // 4-D inputs are NHWC on the device.
+            let sample = &x[i * per..(i + 1) * per];
+            let fed: Vec<f32> = if rank == 4 {
+                let (c, hw) = (4, per / 4);
+                (0..per).map(|j| sample[(j % c) * hw + j / c]).collect()
+            } else {
+                sample.to_vec()
+            };
+            sess.set_input_f32(0, &fed).unwrap();
+            sess.run().unwrap();
+            sess.output_f32(0, &mut out).unwrap();
+            for (a, b) in fp.data[i * 5..(i + 1) * 5].iter().zip(&out) {
+                num += f64::from(a - b).powi(2);
+                den += f64::from(*a).powi(2);
+            }
+        }
+        let rel = (num / den).sqrt();
+        assert!(rel <= 0.05, "rank {rank}, keepdims {keep}: relative L2 {rel:.4}");
+    }
+}

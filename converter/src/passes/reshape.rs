@@ -3,7 +3,8 @@
 //! reshapes (dropping those that restore their input's shape) and moves a reshape that only
 //! drops the `H = 1` axis past the elementwise ops after it (activations, BatchNorm, and
 //! Add/Sub/Mul/Div of two such tensors or with a constant), so consecutive 1-D ops meet in 2-D
-//! and the usual folding and fusion passes see them as a 2-D network.
+//! and the usual folding and fusion passes see them as a 2-D network. A mean over the axes after
+//! the channels becomes a global average pool first.
 
 use super::{constant_shape_ok, err, producers, PassError};
 use crate::ir::{ConstData, Graph, Node, Op, TensorId};
@@ -120,10 +121,47 @@ fn sink_one(g: &mut Graph) -> bool {
     false
 }
 
+/// `ReduceMean` over every axis after the channels of `[N, C, L]` or `[N, C, H, W]` (PyTorch's
+/// `x.mean(-1)`, `x.mean((2, 3))`) becomes a global average pool (on the `[N, C, 1, L]` view
+/// for sequences) and a reshape to the shape it had.
+fn spatial_mean_to_pool(g: &mut Graph) -> bool {
+    let Some(i) = g.nodes.iter().position(|n| match &n.op {
+        Op::ReduceMean { axes, .. } => {
+            let r = g.tensors[n.inputs[0]].shape.len();
+            matches!(r, 3 | 4) && *axes == (2..r).collect::<Vec<_>>()
+        }
+        _ => false,
+    }) else {
+        return false;
+    };
+    let node = g.nodes[i].clone();
+    let (x, y) = (node.inputs[0], node.outputs[0]);
+    let s = g.tensors[x].shape.clone();
+    let mut new = Vec::new();
+    let x4 = match lift(&s) {
+        Some(s4) => {
+            let t = g.add_tensor(format!("{}__2d", g.tensors[x].name), s4, None);
+            new.push(Node { name: format!("{}/as_2d", node.name), op: Op::Reshape, inputs: vec![x], outputs: vec![t] });
+            t
+        }
+        None => x,
+    };
+    let gap = g.add_tensor(format!("{}__gap", g.tensors[y].name), vec![s[0], s[1], 1, 1], None);
+    new.push(Node { name: format!("{}/gap", node.name), op: Op::GlobalAvgPool, inputs: vec![x4], outputs: vec![gap] });
+    let op = if g.tensors[y].shape == g.tensors[gap].shape { Op::Identity } else { Op::Reshape };
+    new.push(Node { name: node.name, op, inputs: vec![gap], outputs: vec![y] });
+    g.nodes.splice(i..=i, new);
+    true
+}
+
 /// Merge reshape chains and sink H-dropping reshapes past elementwise ops (see the module
 /// docs); dead reshapes are left to `remove_dead_nodes`.
 pub fn sink_reshapes(g: &mut Graph) -> Result<bool, PassError> {
-    let mut changed = merge_chains(g);
+    let mut changed = false;
+    while spatial_mean_to_pool(g) {
+        changed = true;
+    }
+    changed |= merge_chains(g);
     let limit = 4 * g.nodes.len() + 16;
     for _ in 0..limit {
         if !sink_one(g) {
