@@ -11,7 +11,7 @@ const USAGE: &str = "temper — compress FP32 ONNX models into validated INT8 .t
 
 USAGE:
   temper quantize MODEL.onnx -o OUT.tmf [options]
-  temper inspect MODEL.onnx [--input-shape N,C,H,W]
+  temper inspect MODEL.onnx [--input-shape [NAME=]DIMS ...]
   temper train (--model S.onnx | --arch small-cnn) --out OUT.onnx [options]     (temper train --help)
   temper distill --teacher T.onnx --student S.onnx --out OUT.onnx [options]     (temper distill --help)
   temper pipeline --teacher T.onnx --student S.onnx -o OUT.tmf [options]        (temper pipeline --help)
