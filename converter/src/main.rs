@@ -234,6 +234,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let mut report = outcome.report;
             if let Some(test) = opts.get("test") {
                 let test = load_dataset(test).map_err(|e| e.to_string())?;
+                temper_converter::ptq::check_dataset(&g, &test, "test", true)?;
                 let fp = temper_converter::eval::fp32_accuracy(&g, &test, &cfg.norm).map_err(|e| e.to_string())?;
                 let (q, _) = temper_converter::eval::int8_run(&outcome.bytes, &test, &cfg.norm, cfg.threads).map_err(|e| e.to_string())?;
                 println!(
