@@ -29,8 +29,7 @@ fn argmax(v: &[f32]) -> u32 {
 pub fn fp32_accuracy(g: &Graph, ds: &Dataset, norm: &Normalize) -> Result<Accuracy, fp32::Fp32Error> {
     let mut preds = Vec::with_capacity(ds.len());
     for batch in ds.batches(256, norm) {
-        let shape = batch.shape.to_vec();
-        let out = fp32::run(g, &[fp32::Tensor::new(shape, batch.pixels)?])?;
+        let out = fp32::run(g, &[crate::feed::batch_tensor(g, batch.labels.len(), batch.pixels)?])?;
         let classes = out[0].data.len() / batch.labels.len().max(1);
         for row in out[0].data.chunks(classes.max(1)) {
             preds.push(argmax(row));
@@ -56,9 +55,10 @@ impl std::fmt::Display for EvalError {
 
 impl std::error::Error for EvalError {}
 
-/// Run a `.tmf` (batch-1 input) on every image of `ds` through the runtime with `threads`
+/// Run a `.tmf` (batch-1 input) on every sample of `ds` through the runtime with `threads`
 /// threads; u8 images go in as raw pixels when the model folds the normalization, else
-/// normalized with `norm`. Returns accuracy and, for each image, the dequantized outputs of
+/// normalized with `norm` (f32 data as it is). 4-D inputs are fed NHWC, others in the data's
+/// own order (see [`crate::feed`]). Returns accuracy and, for each image, the dequantized outputs of
 /// graph output 0.
 pub fn int8_run(bytes: &[u8], ds: &Dataset, norm: &Normalize, threads: usize) -> Result<(Accuracy, Vec<Vec<f32>>), EvalError> {
     let buf = AlignedBuf::from_bytes(bytes);
@@ -77,7 +77,7 @@ pub fn int8_run(bytes: &[u8], ds: &Dataset, norm: &Normalize, threads: usize) ->
                     let raw_ok = model.input_record(in_id).is_some_and(|r| r.kind == 1);
                     let out_len = model.tensor(model.graph_outputs()[0]).numel();
                     let il = ds.image_len();
-                    let [_, c, h, w] = ds.shape;
+                    let lay = crate::feed::DeviceInput::of(model);
                     let mut nhwc_u8 = vec![0u8; il];
                     let mut f = vec![0f32; il];
                     let mut nhwc_f = vec![0f32; il];
@@ -85,12 +85,12 @@ pub fn int8_run(bytes: &[u8], ds: &Dataset, norm: &Normalize, threads: usize) ->
                     for i in t * chunk..((t + 1) * chunk).min(n) {
                         match (raw_ok, ds.image_u8(i)) {
                             (true, Some(px)) => {
-                                nchw_to_nhwc(px, &mut nhwc_u8, c, h, w);
+                                lay.arrange(px, &mut nhwc_u8);
                                 sess.set_input_u8(0, &nhwc_u8).map_err(|e| EvalError(e.to_string()))?;
                             }
                             _ => {
                                 ds.image_f32_into(i, norm, &mut f);
-                                nchw_to_nhwc(&f, &mut nhwc_f, c, h, w);
+                                lay.arrange(&f, &mut nhwc_f);
                                 sess.set_input_f32(0, &nhwc_f).map_err(|e| EvalError(e.to_string()))?;
                             }
                         }

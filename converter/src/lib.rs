@@ -5,6 +5,7 @@
 
 pub mod detect;
 pub mod eval;
+pub mod feed;
 pub mod fp32;
 pub mod ir;
 pub mod onnx;

@@ -11,15 +11,17 @@ const USAGE: &str = "temper — compress FP32 ONNX models into validated INT8 .t
 
 USAGE:
   temper quantize MODEL.onnx -o OUT.tmf [options]
-  temper inspect MODEL.onnx [--input-shape N,C,H,W]
+  temper inspect MODEL.onnx [--input-shape [NAME=]DIMS ...]
   temper train (--model S.onnx | --arch small-cnn) --out OUT.onnx [options]     (temper train --help)
   temper distill --teacher T.onnx --student S.onnx --out OUT.onnx [options]     (temper distill --help)
   temper pipeline --teacher T.onnx --student S.onnx -o OUT.tmf [options]        (temper pipeline --help)
   temper qat --model S.onnx -o OUT.tmf [options]                                 (temper qat --help)
 
 quantize options:
-  --calib SPEC          calibration data (default fashion-mnist:train)
-  --val SPEC            validation data for the gate and observer choice (default fashion-mnist:val)
+  --calib SPEC          calibration data (default: the --val data; with neither, the
+                        Fashion-MNIST demo: fashion-mnist:train)
+  --val SPEC            validation data for the gate and observer choice (default: the --calib
+                        data, said on stderr; with neither, fashion-mnist:val)
   --test SPEC           extra data to report accuracy on (optional; never used for choices)
   --calib-size N        calibration images (default 2000)
   --observer LIST       minmax | ema | percentile[:P] | mse | kl | all, comma-separated (default all);
@@ -28,10 +30,15 @@ quantize options:
   --ocs RATIO           outlier channel splitting: duplicate up to RATIO of each layer's input
                         channels whose weights dominate a row (e.g. 0.05; default 0 = off)
   --ocs-threshold X     a channel dominates a row when its max |w| is X times any other's (default 2)
-  --mean M[,M..]        input normalization mean per channel (default 0.2860, Fashion-MNIST)
-  --std S[,S..]         input normalization std per channel (default 0.3530)
-  --pixel-scale X       pixel scale before mean/std (default 1/255)
-  --input-shape DIMS    fix a dynamic input shape, e.g. 1,3,48,192 (batch 1 is used on device)
+  --mean M[,M..]        normalization mean per channel of u8 image data (default 0; 0.2860 for
+                        fashion-mnist:* data). f32 data (NPY/NPZ) is taken as given: no flag
+                        changes it
+  --std S[,S..]         normalization std per channel of u8 image data (default 1; 0.3530 for
+                        fashion-mnist:* data)
+  --pixel-scale X       u8 pixel scale before mean/std (default 1/255)
+  --input-shape [NAME=]DIMS  fix the shape of a graph input with dynamic dims, e.g.
+                        input=1,3,48,192 (repeat per input; without NAME= the first input);
+                        checked against the dims the model declares (batch 1 is used on device)
   --max-drop P          fail if INT8 top-1 is more than P points below FP32 (default 1.0)
   --min-accuracy A      fail if INT8 top-1 is below A percent
   --threads T           evaluation threads (default: all cores)
@@ -42,6 +49,9 @@ quantize options:
 
 Data SPECs: fashion-mnist:{train,val,test}, idx:IMAGES,LABELS, npy:IMAGES.npy,LABELS.npy,
 npz:FILE, or an image folder (one sub-folder per class); append :N to take the first N.
+NPY/NPZ/IDX data may have any shape [N, ...]: one sample must have the model input's shape
+after its batch dimension (axes of size 1 aside), e.g. [N, 64] for a [1, 64] input or
+[N, 3, 128] for a [1, 3, 128] input; otherwise the error names both shapes.
 
 Outputs are written to a temporary file and renamed only when everything succeeded: a failed
 gate writes no model (the report is still written) and never overwrites an earlier model.";
@@ -96,6 +106,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     let mut positional = Vec::new();
     let mut opts = std::collections::HashMap::new();
     let mut flags = std::collections::HashSet::new();
+    let mut shape_args: Vec<String> = Vec::new();
     let mut i = 1;
     while i < args.len() {
         let a = &args[i];
@@ -107,6 +118,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             flags.insert(a.clone());
         } else if let Some(k) = a.strip_prefix("--").or(if a == "-o" { Some("o") } else { None }) {
             let v = args.get(i + 1).ok_or_else(|| format!("option --{k} needs a value"))?;
+            if k == "input-shape" {
+                shape_args.push(v.clone());
+            }
             opts.insert(k.to_string(), v.clone());
             i += 1;
         } else {
@@ -139,16 +153,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(format!("unknown option --{k} (see temper --help)"));
     }
-    let input_shape: Option<Vec<usize>> = match opts.get("input-shape") {
-        Some(s) => Some(
-            s.split(',')
-                .map(|v| v.trim().parse::<usize>().map_err(|_| format!("--input-shape: '{v}' is not a size")))
-                .collect::<Result<_, _>>()?,
-        ),
-        None => None,
-    };
+    let input_shapes = onnx::InputShapes::parse(&shape_args)?;
     let model_path = PathBuf::from(positional.first().ok_or("missing MODEL.onnx")?);
-    let mut g = onnx::load_onnx(&model_path, input_shape.as_deref()).map_err(|e| e.to_string())?;
+    let mut g = onnx::load_onnx_with(&model_path, &input_shapes).map_err(|e| e.to_string())?;
     passes::optimize(&mut g).map_err(|e| format!("{}: {e}", model_path.display()))?;
     let ocs: f32 = match opts.get("ocs") {
         Some(v) => {
@@ -190,14 +197,28 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                     .map(|o| Observer::parse(o).ok_or_else(|| format!("unknown observer '{o}'")))
                     .collect::<Result<_, _>>()?,
             };
-            let mean = floats(opts.get("mean").map(|s| s.as_str()).unwrap_or("0.2860"), "--mean")?;
-            let std = floats(opts.get("std").map(|s| s.as_str()).unwrap_or("0.3530"), "--std")?;
-            let pixel_scale = floats(opts.get("pixel-scale").map(|s| s.as_str()).unwrap_or("0.00392156862745098"), "--pixel-scale")?[0];
+            // The Fashion-MNIST demo runs with no data flags; given one set, the other defaults to it.
+            let (calib_spec, val_spec) = match (opts.get("calib"), opts.get("val")) {
+                (None, None) => ("fashion-mnist:train".to_string(), "fashion-mnist:val".to_string()),
+                (Some(c), Some(v)) => (c.clone(), v.clone()),
+                (Some(c), None) => {
+                    eprintln!("note: no --val given: the gate and the observer choice use the calibration data {c}");
+                    (c.clone(), c.clone())
+                }
+                (None, Some(v)) => {
+                    eprintln!("note: no --calib given: calibrating on the validation data {v}");
+                    (v.clone(), v.clone())
+                }
+            };
+            let dflt = Normalize::default_for(&calib_spec);
+            let mean = opts.get("mean").map(|s| floats(s, "--mean")).transpose()?.unwrap_or(dflt.mean);
+            let std = opts.get("std").map(|s| floats(s, "--std")).transpose()?.unwrap_or(dflt.std);
+            let pixel_scale = opts.get("pixel-scale").map(|s| floats(s, "--pixel-scale")).transpose()?.map_or(dflt.scale, |v| v[0]);
             let num = |k: &str| -> Result<Option<f64>, String> {
                 opts.get(k).map(|v| v.parse::<f64>().map_err(|_| format!("--{k}: '{v}' is not a number"))).transpose()
             };
-            let calib = load_dataset(opts.get("calib").map(|s| s.as_str()).unwrap_or("fashion-mnist:train")).map_err(|e| e.to_string())?;
-            let val = load_dataset(opts.get("val").map(|s| s.as_str()).unwrap_or("fashion-mnist:val")).map_err(|e| e.to_string())?;
+            let calib = load_dataset(&calib_spec).map_err(|e| e.to_string())?;
+            let val = if val_spec == calib_spec { calib.clone() } else { load_dataset(&val_spec).map_err(|e| e.to_string())? };
             let threads =
                 num("threads")?.map(|v| v as usize).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             let sha = sha_hint(&model_path);
@@ -227,6 +248,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let mut report = outcome.report;
             if let Some(test) = opts.get("test") {
                 let test = load_dataset(test).map_err(|e| e.to_string())?;
+                temper_converter::ptq::check_dataset(&g, &test, "test", true)?;
                 let fp = temper_converter::eval::fp32_accuracy(&g, &test, &cfg.norm).map_err(|e| e.to_string())?;
                 let (q, _) = temper_converter::eval::int8_run(&outcome.bytes, &test, &cfg.norm, cfg.threads).map_err(|e| e.to_string())?;
                 println!(

@@ -287,8 +287,8 @@ impl Default for PipelineConfig {
             train: "fashion-mnist:train".into(),
             val: "fashion-mnist:val".into(),
             test: Some("fashion-mnist:test".into()),
-            mean: vec![0.2860],
-            std: vec![0.3530],
+            mean: Vec::new(),
+            std: Vec::new(),
             pixel_scale: 1.0 / 255.0,
             max_drop: Some(0.5),
             min_accuracy: None,
@@ -341,8 +341,8 @@ pub const KEYS: &[(&str, bool, &str)] = &[
     ("qat-distill-alpha", true, "A      QAT self-distillation from the FP32 student (default {qat-distill-alpha})"),
     ("max-drop", false, "P      gate: INT8 at most P points below the distilled FP32 student (default 0.5; none)"),
     ("min-accuracy", false, "A      gate: INT8 top-1 at least A percent (default none)"),
-    ("mean", false, "M[,M]  normalization mean (default 0.2860)"),
-    ("std", false, "S[,S]  normalization std (default 0.3530)"),
+    ("mean", false, "M[,M]  normalization mean of u8 data (default 0; 0.2860 for fashion-mnist:*)"),
+    ("std", false, "S[,S]  normalization std of u8 data (default 1; 0.3530 for fashion-mnist:*)"),
     ("pixel-scale", false, "X      pixel scale before mean/std (default 1/255)"),
     ("threads", false, "N      worker threads (default: all cores)"),
     ("max-steps", false, "N      stop every training epoch after N steps (quick runs; default none)"),
@@ -677,9 +677,12 @@ impl PipelineConfig {
         Ok(out)
     }
 
-    /// The input normalization.
+    /// The input normalization: `mean` / `std`, each defaulting (when empty) to the training
+    /// data's (see [`Normalize::default_for`]: Fashion-MNIST's for the demo, none otherwise).
     pub fn norm(&self) -> Normalize {
-        Normalize::new(self.mean.clone(), self.std.clone(), self.pixel_scale)
+        let d = Normalize::default_for(&self.train);
+        let pick = |v: &Vec<f32>, dv: Vec<f32>| if v.is_empty() { dv } else { v.clone() };
+        Normalize::new(pick(&self.mean, d.mean), pick(&self.std, d.std), self.pixel_scale)
     }
 
     /// Report stem: `report` or the output path (the extension is replaced).
@@ -736,8 +739,9 @@ impl PipelineConfig {
                     return Err(format!("{which}: student {} not found", p.display()));
                 }
             }
-            if self.mean.len() != self.std.len() {
-                return Err(format!("mean has {} values but std has {}", self.mean.len(), self.std.len()));
+            let n = self.norm();
+            if n.mean.len() != n.std.len() {
+                return Err(format!("mean has {} values but std has {}", n.mean.len(), n.std.len()));
             }
         }
         Ok(())
@@ -1773,7 +1777,9 @@ fn distill_stage(cx: &mut Ctx, cfg: &PipelineConfig, attempt: usize, rec: &mut S
 /// What a distillation checkpoint depends on: the distillation settings, the data and its
 /// normalization, and the step limit (FNV-1a of their debug text).
 fn distill_fingerprint(cfg: &PipelineConfig) -> u64 {
-    let text = format!("{:?}|{}|{}|{:?}|{:?}|{}|{:?}", cfg.distill, cfg.train, cfg.val, cfg.mean, cfg.std, cfg.pixel_scale, cfg.max_steps);
+    let norm = cfg.norm();
+    let text =
+        format!("{:?}|{}|{}|{:?}|{:?}|{}|{:?}", cfg.distill, cfg.train, cfg.val, norm.mean, norm.std, cfg.pixel_scale, cfg.max_steps);
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 

@@ -56,23 +56,14 @@ fn progress(label: &str, done: usize, total: usize) {
 }
 
 /// Check, before any work, that `ds` (the `role` set: calibration, validation, test) fits `g`:
-/// it has images, each image has the model input's size (no resizing is done) and, when
-/// `labels` is set, every label is one of the model's output classes. The error names the
-/// dataset's source file(s) and the problem.
+/// it has samples, each sample has the model input's shape (see [`crate::feed::check_fit`]; no
+/// resizing is done) and, when `labels` is set, every label is one of the model's output
+/// classes. The error names the dataset's source file(s) and the problem.
 pub fn check_dataset(g: &Graph, ds: &Dataset, role: &str, labels: bool) -> Result<(), String> {
     if ds.is_empty() {
         return Err(format!("{}: the {role} set has no images", ds.source));
     }
-    let input = g.inputs.first().map(|&i| &g.tensors[i]).ok_or("the model has no graph input")?;
-    let [_, c, h, w] = ds.shape;
-    let dims = &input.shape;
-    let fits = if dims.len() == 4 { dims[1..] == [c, h, w] } else { dims.iter().skip(1).product::<usize>() == c * h * w };
-    if !fits {
-        return Err(format!(
-            "{}: {role} images are {c}x{h}x{w} (CxHxW) but the model input '{}' is {dims:?} (no resizing is done)",
-            ds.source, input.name
-        ));
-    }
+    crate::feed::check_fit(g, ds, role)?;
     if labels {
         if let Some(&out) = g.outputs.first() {
             let classes = g.tensors[out].shape.last().copied().unwrap_or(0);
@@ -101,13 +92,13 @@ pub fn quantize(g: &Graph, calib: &Dataset, val: &Dataset, cfg: &PtqConfig) -> R
     let calib = calib.take(cfg.calib_size.min(calib.len())).map_err(|e| e.to_string())?;
     let batches: Vec<fp32::Tensor> = calib
         .batches(64, &cfg.norm)
-        .map(|b| fp32::Tensor::new(b.shape.to_vec(), b.pixels))
+        .map(|b| crate::feed::batch_tensor(g, b.labels.len(), b.pixels))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     progress("calibration", 0, calib.len());
     let cal = Calibration::collect(g, &batches).map_err(|e| e.to_string())?;
     progress("calibration", calib.len(), calib.len());
-    let pixel_norm = Some(PixelNorm { pixel_scale: cfg.norm.scale, mean: cfg.norm.mean.clone(), std: cfg.norm.std.clone() });
+    let pixel_norm = pixel_norm_for(g, &calib, &cfg.norm)?;
     let mut tried = Vec::new();
     let mut best: Option<(f64, Observer, Vec<u8>)> = None;
     for &obs in &cfg.observers {
@@ -176,6 +167,23 @@ pub fn quantize(g: &Graph, calib: &Dataset, val: &Dataset, cfg: &PtqConfig) -> R
     Ok(PtqOutcome { bytes, report, passed: failures.is_empty() })
 }
 
+/// The normalization folded into the file's input (raw u8 pixels on the device): only for u8
+/// calibration images feeding a 4-D input of 1 to 4 channels, with `norm`'s statistics given
+/// per channel. f32 data is fed as it is, so nothing is folded for it.
+fn pixel_norm_for(g: &Graph, calib: &Dataset, norm: &Normalize) -> Result<Option<PixelNorm>, String> {
+    if calib.images.as_u8().is_none() {
+        return Ok(None);
+    }
+    let channels = calib.channels();
+    norm.validate(channels).map_err(|e| format!("{}: --mean/--std: {}", calib.source, e.kind))?;
+    let input = g.inputs.first().map(|&i| g.tensors[i].shape.as_slice()).unwrap_or(&[]);
+    if input.len() != 4 || input[1] != channels || !(1..=4).contains(&channels) {
+        return Ok(None);
+    }
+    let per = |v: &[f32], d: f32| (0..channels).map(|c| v.get(c).or(v.first()).copied().unwrap_or(d)).collect();
+    Ok(Some(PixelNorm { pixel_scale: norm.scale, mean: per(&norm.mean, 0.0), std: per(&norm.std, 1.0) }))
+}
+
 /// Per-layer SQNR of the runtime's INT8 activations against FP32 on calibration images.
 fn layer_errors(g: &Graph, cal: &Calibration, obs: Observer, cfg: &PtqConfig, calib: &Dataset) -> Result<Vec<LayerError>, String> {
     let opts = LowerOptions { observer: obs, bias_correction: cfg.bias_correction, pixel_norm: None, metadata: vec![], expose_all: true };
@@ -189,17 +197,17 @@ fn layer_errors(g: &Graph, cal: &Calibration, obs: Observer, cfg: &PtqConfig, ca
     let mut sig = vec![0f64; lowered.exposed.len()];
     let mut noise = vec![0f64; lowered.exposed.len()];
     let il = calib.image_len();
-    let [_, c, h, w] = calib.shape;
+    let lay = crate::feed::DeviceInput::of(&model);
     let mut img = vec![0f32; il];
     let mut nhwc = vec![0f32; il];
     for i in 0..k {
         calib.image_f32_into(i, &cfg.norm, &mut img);
         let mut refs: Vec<Option<fp32::Tensor>> = vec![None; g.tensors.len()];
-        fp32::run_observed(g, &[fp32::Tensor::new(vec![1, c, h, w], img.clone()).map_err(|e| e.to_string())?], &mut |id, t| {
+        fp32::run_observed(g, &[crate::feed::batch_tensor(g, 1, img.clone()).map_err(|e| e.to_string())?], &mut |id, t| {
             refs[id] = Some(t.clone())
         })
         .map_err(|e| e.to_string())?;
-        nchw_to_nhwc(&img, &mut nhwc, c, h, w);
+        lay.arrange(&img, &mut nhwc);
         sess.set_input_f32(0, &nhwc).map_err(|e| e.to_string())?;
         sess.run().map_err(|e| e.to_string())?;
         for (j, &(t, perm)) in lowered.exposed.iter().enumerate() {

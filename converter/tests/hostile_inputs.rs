@@ -428,8 +428,8 @@ fn hostile_data_fails_clearly_and_writes_nothing() {
 
     // Images of the wrong size for the model's [1, 1, 4, 4] input.
     let (si, sl) = idx_pair(&dir, "five", 24, 5, None);
-    fail("shape mismatch (calibration)", &spec("idx", &si, &sl), &good, &["five-images", "5x5", "4"]);
-    fail("shape mismatch (validation)", &good, &spec("idx", &si, &sl), &["five-images", "5x5", "4"]);
+    fail("shape mismatch (calibration)", &spec("idx", &si, &sl), &good, &["five-images", "[24, 5, 5]", "[1, 1, 4, 4]"]);
+    fail("shape mismatch (validation)", &good, &spec("idx", &si, &sl), &["five-images", "[24, 5, 5]", "[1, 1, 4, 4]"]);
 
     // Labels the 3-class model can never produce.
     let (oi, ol) = idx_pair(&dir, "range", 24, 4, Some((0..24).map(|i| if i == 17 { 7 } else { (i % 3) as u8 }).collect()));

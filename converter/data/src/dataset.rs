@@ -33,11 +33,18 @@
 //!
 //! # Shapes
 //!
-//! Everything becomes `[N, C, H, W]`: IDX/NPY images of shape `[N, H, W]` get
-//! `C = 1`, `[N, D]` becomes `[N, 1, 1, D]`, and 4-d arrays are NCHW, except
-//! that with [`Layout::Auto`] a 4-d array whose last dimension is 1, 3 or 4
-//! while its second is not is read as NHWC and transposed. Labels must be an
-//! integer array of shape `[N]` or `[N, 1]`.
+//! Arrays of any rank ≥ 1 are read; the leading dimension counts the samples.
+//! Everything is stored with an NCHW view [`Dataset::shape`]: IDX/NPY arrays of
+//! shape `[N, H, W]` get `C = 1`, `[N, D]` becomes `[N, 1, 1, D]`, `[N]` becomes
+//! `[N, 1, 1, 1]`, arrays of rank 5 or more become `[N, 1, 1, D]` with `D` the
+//! product of the sample dimensions, and 4-d arrays are NCHW, except that with
+//! [`Layout::Auto`] a 4-d array whose last dimension is 1, 3 or 4 while its
+//! second is not is read as NHWC and transposed. The shape of one sample as
+//! stored (after that transposition) is kept in [`Dataset::sample_shape`]
+//! (`[D]`, `[C, L]`, `[H, W]`, `[C, H, W]`, …): the element order is the same as
+//! the NCHW view's, so vectors `[N, K]` and sequences `[N, C, L]` feed models
+//! with such inputs unchanged. Labels must be an integer array of shape `[N]`
+//! or `[N, 1]`.
 //!
 //! # Validation
 //!
@@ -152,6 +159,23 @@ impl Normalize {
         Normalize::new(vec![0.0], vec![1.0], 1.0)
     }
 
+    /// Fashion-MNIST's statistics on `x / 255` (mean 0.2860, std 0.3530): the demo's.
+    pub fn fashion_mnist() -> Self {
+        Normalize::new(vec![0.2860], vec![0.3530], 1.0 / 255.0)
+    }
+
+    /// The normalization a data `spec` (see [`load_dataset`]) gets when the user gives none:
+    /// [`Normalize::fashion_mnist`] for the demo's `fashion-mnist:*` specs,
+    /// [`Normalize::unit`] (`x / 255`, no mean or std) for anything else. Only `u8` data is
+    /// ever normalized; `f32` data is taken as given.
+    pub fn default_for(spec: &str) -> Self {
+        if spec.starts_with("fashion-mnist:") {
+            Normalize::fashion_mnist()
+        } else {
+            Normalize::unit()
+        }
+    }
+
     /// ImageNet statistics on `x / 255`, RGB order.
     pub fn imagenet() -> Self {
         Normalize::new(vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225], 1.0 / 255.0)
@@ -205,8 +229,12 @@ impl Normalize {
 pub struct Dataset {
     /// Pixel values, `shape[0] * shape[1] * shape[2] * shape[3]` of them.
     pub images: Pixels,
-    /// `[N, C, H, W]`.
+    /// `[N, C, H, W]` (the NCHW view of the samples, see the module docs).
     pub shape: [usize; 4],
+    /// The shape of one sample as stored in the source (e.g. `[1024]` for `[N, 1024]` data,
+    /// `[3, 128]` for `[N, 3, 128]`, `[28, 28]` for IDX images); same elements, in the same
+    /// order, as `shape[1..]`.
+    pub sample_shape: Vec<usize>,
     /// One label per image, each `< num_classes`.
     pub labels: Vec<u32>,
     /// Number of classes.
@@ -264,7 +292,15 @@ impl Dataset {
         num_classes: usize,
         source: impl Into<String>,
     ) -> Result<Self, DataError> {
-        let d = Dataset { images, shape, labels, num_classes, class_names: Vec::new(), source: source.into() };
+        let d = Dataset {
+            images,
+            shape,
+            sample_shape: shape[1..].to_vec(),
+            labels,
+            num_classes,
+            class_names: Vec::new(),
+            source: source.into(),
+        };
         d.validate()?;
         Ok(d)
     }
@@ -284,6 +320,12 @@ impl Dataset {
         }
         if c == 0 || h == 0 || w == 0 {
             return Err(DataError::shape(src, format!("shape {:?} has a zero dimension", self.shape)));
+        }
+        if self.sample_shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(c * h * w) {
+            return Err(DataError::shape(
+                src,
+                format!("sample shape {:?} does not have the {} elements of shape {:?}", self.sample_shape, c * h * w, self.shape),
+            ));
         }
         if self.labels.len() != n {
             return Err(DataError::shape(src, format!("{n} images but {} labels", self.labels.len())));
@@ -359,6 +401,7 @@ impl Dataset {
         Ok(Dataset {
             images: self.images.slice(start * il, end * il),
             shape: [len, self.shape[1], self.shape[2], self.shape[3]],
+            sample_shape: self.sample_shape.clone(),
             labels: self.labels[start..end].to_vec(),
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
@@ -463,7 +506,7 @@ impl Dataset {
                 .map_err(|e| DataError { source_name: self.source.clone(), ..e })?;
             out.extend_from_slice(&r);
         }
-        Ok(Dataset { images: Pixels::U8(out), shape: [n, c, height, width], ..self.clone_meta() })
+        Ok(Dataset { images: Pixels::U8(out), shape: [n, c, height, width], sample_shape: vec![c, height, width], ..self.clone_meta() })
     }
 
     /// Converts every image to `mode` (1 → 3 channels replicates gray, 3 → 1
@@ -501,13 +544,14 @@ impl Dataset {
                 }
             }
         }
-        Ok(Dataset { images: Pixels::U8(out), shape: [n, oc, h, w], ..self.clone_meta() })
+        Ok(Dataset { images: Pixels::U8(out), shape: [n, oc, h, w], sample_shape: vec![oc, h, w], ..self.clone_meta() })
     }
 
     fn clone_meta(&self) -> Dataset {
         Dataset {
             images: Pixels::U8(Vec::new()),
             shape: self.shape,
+            sample_shape: self.sample_shape.clone(),
             labels: self.labels.clone(),
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
@@ -664,7 +708,10 @@ pub fn load_fashion_mnist(split: FmnistSplit) -> Result<Dataset, DataError> {
     Ok(out)
 }
 
-fn idx_images(t: IdxTensor, src: &str, layout: Layout) -> Result<(Pixels, [usize; 4]), DataError> {
+/// Pixels, their NCHW view and the stored shape of one sample.
+type Samples = (Pixels, [usize; 4], Vec<usize>);
+
+fn idx_images(t: IdxTensor, src: &str, layout: Layout) -> Result<Samples, DataError> {
     let px = match t.data {
         IdxData::U8(v) => Pixels::U8(v),
         IdxData::F32(v) => Pixels::F32(v),
@@ -674,8 +721,10 @@ fn idx_images(t: IdxTensor, src: &str, layout: Layout) -> Result<(Pixels, [usize
     to_nchw(px, &t.dims, src, layout)
 }
 
-fn to_nchw(px: Pixels, dims: &[usize], src: &str, layout: Layout) -> Result<(Pixels, [usize; 4]), DataError> {
+fn to_nchw(px: Pixels, dims: &[usize], src: &str, layout: Layout) -> Result<Samples, DataError> {
+    let sample = dims.get(1..).unwrap_or(&[]).to_vec();
     let shape = match *dims {
+        [n] => [n, 1, 1, 1],
         [n, d] => [n, 1, 1, d],
         [n, h, w] => [n, 1, h, w],
         [n, a, b, c] => {
@@ -685,18 +734,17 @@ fn to_nchw(px: Pixels, dims: &[usize], src: &str, layout: Layout) -> Result<(Pix
                 Layout::Auto => matches!(c, 1 | 3 | 4) && !matches!(a, 1 | 3 | 4),
             };
             if nhwc {
-                return Ok((transpose_nhwc(px, [n, a, b, c]), [n, c, a, b]));
+                return Ok((transpose_nhwc(px, [n, a, b, c]), [n, c, a, b], vec![c, a, b]));
             }
             [n, a, b, c]
         }
-        _ => {
-            return Err(DataError::shape(
-                src,
-                format!("images must have 2 to 4 dimensions ([N,D], [N,H,W], [N,C,H,W] or [N,H,W,C]), got {dims:?}"),
-            ))
+        [n, ref rest @ ..] => {
+            let d = rest.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            [n, 1, 1, d.ok_or_else(|| DataError::shape(src, format!("shape {dims:?} is too large")))?]
         }
+        [] => return Err(DataError::shape(src, "a 0-d array holds no samples (need a leading sample dimension)")),
     };
-    Ok((px, shape))
+    Ok((px, shape, sample))
 }
 
 fn transpose_nhwc(px: Pixels, [n, h, w, c]: [usize; 4]) -> Pixels {
@@ -749,7 +797,7 @@ fn idx_labels(t: IdxTensor, src: &str) -> Result<Vec<u32>, DataError> {
     }
 }
 
-fn npy_images(a: NpyArray, src: &str, layout: Layout) -> Result<(Pixels, [usize; 4]), DataError> {
+fn npy_images(a: NpyArray, src: &str, layout: Layout) -> Result<Samples, DataError> {
     let px = match a.data {
         NpyData::U8(v) => Pixels::U8(v),
         NpyData::F32(v) => Pixels::F32(v),
@@ -769,7 +817,7 @@ fn npy_labels(a: NpyArray, src: &str) -> Result<Vec<u32>, DataError> {
 /// Assembles, checks and post-processes a dataset. `labels_src` names the
 /// labels file in label errors.
 fn finish(
-    (px, shape): (Pixels, [usize; 4]),
+    (px, shape, sample_shape): Samples,
     labels: Vec<u32>,
     [images_src, labels_src]: [&str; 2],
     source: String,
@@ -787,7 +835,7 @@ fn finish(
         None => labels.iter().max().map_or(0, |&m| m as usize + 1),
     };
     check_labels(&labels, num_classes, labels_src)?;
-    let mut ds = Dataset { images: px, shape, labels, num_classes, class_names: Vec::new(), source };
+    let mut ds = Dataset { images: px, shape, sample_shape, labels, num_classes, class_names: Vec::new(), source };
     ds.validate()?;
     if let Some(mode) = opts.color {
         ds = ds.convert_color(mode)?;
@@ -802,18 +850,18 @@ fn finish(
 pub fn load_idx(images: &Path, labels: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     let is = images.display().to_string();
     let ls = labels.display().to_string();
-    let (px, shape) = idx_images(read_idx_any(images)?, &is, opts.layout)?;
+    let samples = idx_images(read_idx_any(images)?, &is, opts.layout)?;
     let l = idx_labels(read_idx_any(labels)?, &ls)?;
-    finish((px, shape), l, [&is, &ls], format!("idx:{is},{ls}"), opts, None)
+    finish(samples, l, [&is, &ls], format!("idx:{is},{ls}"), opts, None)
 }
 
 /// Loads images and labels from two NPY files.
 pub fn load_npy(images: &Path, labels: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     let is = images.display().to_string();
     let ls = labels.display().to_string();
-    let (px, shape) = npy_images(read_npy(images)?, &is, opts.layout)?;
+    let samples = npy_images(read_npy(images)?, &is, opts.layout)?;
     let l = npy_labels(read_npy(labels)?, &ls)?;
-    finish((px, shape), l, [&is, &ls], format!("npy:{is},{ls}"), opts, None)
+    finish(samples, l, [&is, &ls], format!("npy:{is},{ls}"), opts, None)
 }
 
 /// Loads an NPZ file with keys `x` or `images`, and `y` or `labels`.
@@ -827,9 +875,9 @@ pub fn load_npz(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         return Err(DataError::spec(ps, format!("npz needs arrays 'x' (or 'images') and 'y' (or 'labels'); it has {keys:?}")));
     };
     let (is, ls) = (format!("{ps}:{xk}.npy"), format!("{ps}:{yk}.npy"));
-    let (px, shape) = npy_images(x, &is, opts.layout)?;
+    let samples = npy_images(x, &is, opts.layout)?;
     let l = npy_labels(y, &ls)?;
-    finish((px, shape), l, [&is, &ls], format!("npz:{ps}"), opts, None)
+    finish(samples, l, [&is, &ls], format!("npz:{ps}"), opts, None)
 }
 
 /// Loads an image folder (see [`crate::images::load_image_folder`]).
@@ -838,7 +886,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError>
     let f = images::load_image_folder(dir, &FolderOptions { size: opts.size, color: opts.color })?;
     let classes = f.class_names.len();
     let mut d = finish(
-        (Pixels::U8(f.data), f.shape),
+        (Pixels::U8(f.data), f.shape, f.shape[1..].to_vec()),
         f.labels,
         [&ds, &ds],
         ds.clone(),

@@ -125,6 +125,29 @@ fn npy_spec_nhwc_autodetect_and_f32_passthrough() {
 }
 
 #[test]
+fn npy_of_any_rank_keeps_the_sample_shape() {
+    let dir = common::TempDir::new("ds-rank");
+    write_npy_i64(&dir.join("y.npy"), &[2], &[1, 0]).unwrap();
+    let load = |dims: &[usize]| {
+        let n: usize = dims.iter().product();
+        let f: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        write_npy_f32(&dir.join("x.npy"), dims, &f).unwrap();
+        let ds = load_dataset(&format!("npy:{},{}", dir.join("x.npy").display(), dir.join("y.npy").display())).unwrap();
+        let same_order = ds.to_f32(&Normalize::unit()) == f;
+        (ds.shape, ds.sample_shape, same_order)
+    };
+    // Vectors, sequences, images, higher ranks and scalars per sample.
+    assert_eq!(load(&[2, 64]), ([2, 1, 1, 64], vec![64], true));
+    assert_eq!(load(&[2, 3, 128]), ([2, 1, 3, 128], vec![3, 128], true));
+    assert_eq!(load(&[2, 3, 8, 8]), ([2, 3, 8, 8], vec![3, 8, 8], true));
+    assert_eq!(load(&[2, 8, 8, 3]), ([2, 3, 8, 8], vec![3, 8, 8], false), "NHWC is transposed: the sample shape follows");
+    assert_eq!(load(&[2, 2, 3, 4, 5]), ([2, 1, 1, 120], vec![2, 3, 4, 5], true));
+    assert_eq!(load(&[2]), ([2, 1, 1, 1], vec![], true));
+    let ds = load_dataset(&format!("npy:{},{}:1", dir.join("x.npy").display(), dir.join("y.npy").display())).unwrap();
+    assert_eq!(ds.sample_shape, Vec::<usize>::new(), "a subset keeps the sample shape");
+}
+
+#[test]
 fn npz_spec_with_python_fixture_and_our_writer() {
     let p = common::fixtures().join("small_deflate.npz");
     let ds = load_dataset(&format!("npz:{}", p.display())).unwrap();
@@ -349,6 +372,7 @@ fn hand_built_inconsistent_dataset_never_panics() {
     let bad = Dataset {
         images: Pixels::U8(vec![1, 2, 3]),
         shape: [4, 1, 1, 2],
+        sample_shape: vec![1, 1, 2],
         labels: vec![0, 0],
         num_classes: 1,
         class_names: vec![],

@@ -6,10 +6,12 @@ use std::path::Path;
 use super::constant::{self, Bin, Cv};
 use super::proto::{AttributeProto, Dim, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfo};
 use super::tensor::{self, checked_numel, dtype_name, is_float_type};
-use super::{AttributeFault, OnnxError, MAX_TENSOR_ELEMENTS};
+use super::{AttributeFault, InputShapes, OnnxError, MAX_TENSOR_ELEMENTS};
 use crate::fp32::shape::{broadcast_shapes, infer_output_shape};
 use crate::fp32::{self, Tensor};
 use crate::ir::{Activation, ConstData, Graph, Node, Op, TensorId, Window};
+
+mod oned;
 
 /// Per-node context: names the node in errors and reads attributes.
 struct Ctx<'n, 'a> {
@@ -145,7 +147,7 @@ struct Importer<'m, 'a> {
 }
 
 /// Import a decoded model.
-pub(crate) fn import_model(m: &ModelProto<'_>, base_dir: Option<&Path>, input_shape: Option<&[usize]>, file: &str) -> R<Graph> {
+pub(crate) fn import_model(m: &ModelProto<'_>, base_dir: Option<&Path>, input_shapes: &InputShapes, file: &str) -> R<Graph> {
     let invalid = |context: &str, message: String| OnnxError::Invalid { file: file.to_string(), context: context.to_string(), message };
     let Some(gp) = &m.graph else {
         return Err(invalid("ModelProto", "the model has no graph".into()));
@@ -184,7 +186,7 @@ pub(crate) fn import_model(m: &ModelProto<'_>, base_dir: Option<&Path>, input_sh
     for t in &gp.initializer {
         imp.inits.insert(t.name.as_str(), t);
     }
-    imp.inputs(gp, input_shape)?;
+    imp.inputs(gp, input_shapes)?;
     for (i, n) in gp.node.iter().enumerate() {
         imp.node(n, i).map_err(|e| explain_order(e, &gp.node[i..]))?;
     }
@@ -239,8 +241,15 @@ impl<'m, 'a> Importer<'m, 'a> {
         self.new_tensor(name, cv.shape, Some(cv.data))
     }
 
-    fn inputs(&mut self, gp: &GraphProto<'_>, user: Option<&[usize]>) -> R<()> {
-        let mut first = true;
+    fn inputs(&mut self, gp: &GraphProto<'_>, user: &InputShapes) -> R<()> {
+        let names: Vec<&str> = gp.input.iter().map(|vi| vi.name.as_str()).filter(|n| !self.inits.contains_key(n)).collect();
+        if let Some(n) = user.entries.iter().filter_map(|(n, _)| n.as_deref()).find(|n| !names.contains(n)) {
+            return Err(OnnxError::Invalid {
+                file: self.file.to_string(),
+                context: format!("--input-shape {n}=…"),
+                message: format!("the graph has no input named '{n}' (its inputs: {})", names.join(", ")),
+            });
+        }
         for vi in &gp.input {
             if self.inits.contains_key(vi.name.as_str()) {
                 continue; // old exporters list initializers as inputs
@@ -259,11 +268,7 @@ impl<'m, 'a> Importer<'m, 'a> {
                     message: format!("element type {} is not supported (inputs must be float)", dtype_name(vi.elem_type)),
                 });
             }
-            let shape = self.resolve_input_shape(vi, if first { user } else { None })?;
-            if first && user.is_some() && gp.input.len() > 1 {
-                log::info!("{}: --input-shape applies to the first graph input '{}'", self.file, vi.name);
-            }
-            first = false;
+            let shape = self.resolve_input_shape(vi, user.get(&vi.name, self.g.inputs.len()))?;
             let id = self.new_tensor(&vi.name, shape, None);
             self.names.insert(vi.name.clone(), id);
             self.g.inputs.push(id);
@@ -681,6 +686,10 @@ impl<'m, 'a> Importer<'m, 'a> {
             "Gemm" => self.gemm(ctx),
             "MatMul" => self.matmul(ctx),
             "MaxPool" | "AveragePool" => self.pool(ctx),
+            "GlobalAveragePool" | "GlobalMaxPool" if { self.input(ctx, 0).map(|x| self.shape(x).len()) }? == 3 => {
+                let x = self.input(ctx, 0)?;
+                self.global_pool_1d(ctx, x)
+            }
             "GlobalAveragePool" => {
                 let x = self.input(ctx, 0)?;
                 if self.shape(x).len() != 4 {
@@ -1134,8 +1143,11 @@ impl<'m, 'a> Importer<'m, 'a> {
         let w = self.input(ctx, 1)?;
         let b = self.opt_input(ctx, 2)?;
         let (xs, ws) = (self.shape(x), self.shape(w));
+        if xs.len() == 3 && ws.len() == 3 {
+            return self.conv_1d(ctx, x, w, b);
+        }
         if xs.len() != 4 || ws.len() != 4 {
-            return Err(ctx.unsupported("kernel_shape", format!("only 2-D convolution (input {xs:?}, weight {ws:?})")));
+            return Err(ctx.unsupported("kernel_shape", format!("only 1-D and 2-D convolution (input {xs:?}, weight {ws:?})")));
         }
         let kernel = [ws[2], ws[3]];
         if let Some(k) = ctx.ints("kernel_shape")? {
@@ -1269,11 +1281,14 @@ impl<'m, 'a> Importer<'m, 'a> {
     fn pool(&mut self, ctx: &Ctx<'_, '_>) -> R<()> {
         let x = self.input(ctx, 0)?;
         let xs = self.shape(x);
-        if xs.len() != 4 {
-            return Err(ctx.unsupported("kernel_shape", format!("only 2-D pooling on NCHW, input {xs:?}")));
-        }
         if ctx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
             return Err(ctx.unsupported("Indices", "the Indices output of MaxPool is not supported"));
+        }
+        if xs.len() == 3 {
+            return self.pool_1d(ctx, x);
+        }
+        if xs.len() != 4 {
+            return Err(ctx.unsupported("kernel_shape", format!("only 1-D ([N,C,L]) and 2-D (NCHW) pooling, input {xs:?}")));
         }
         let k = ctx.ints("kernel_shape")?.ok_or_else(|| ctx.invalid("missing kernel_shape"))?;
         if k.len() != 2 || k.iter().any(|&d| !(1..=MAX_WINDOW).contains(&d)) {

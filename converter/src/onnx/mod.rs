@@ -119,7 +119,7 @@ impl fmt::Display for OnnxError {
             OnnxError::Invalid { file, context, message } => write!(f, "{file}: {context}: {message}"),
             OnnxError::DynamicShape { file, tensor, message } => write!(
                 f,
-                "{file}: input '{tensor}': {message}; pass the full input shape with --input-shape (e.g. --input-shape 1,3,224,224)"
+                "{file}: input '{tensor}': {message}; pass its full shape with --input-shape (e.g. --input-shape {tensor}=1,3,224,224)"
             ),
         }
     }
@@ -139,12 +139,69 @@ fn io_message(e: temper_data::DataError) -> String {
     }
 }
 
+/// Shapes given for graph inputs (the `--input-shape` option): by input name, or unnamed for the
+/// first graph input. A given shape must have the declared rank and agree with every fixed
+/// dimension the model declares; it replaces the dynamic ones (`batch`, `N`, `?`, …).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputShapes {
+    /// `(input name or None for the first input, full shape)`.
+    pub entries: Vec<(Option<String>, Vec<usize>)>,
+}
+
+impl InputShapes {
+    /// One unnamed shape for the first input (or none).
+    pub fn first(shape: Option<&[usize]>) -> InputShapes {
+        InputShapes { entries: shape.map(|s| vec![(None, s.to_vec())]).unwrap_or_default() }
+    }
+
+    /// Parse `--input-shape` values: `NAME=d0,d1,…` or `d0,d1,…` (the first input), one per
+    /// value. An input may be named once; at most one value may be unnamed.
+    pub fn parse<S: AsRef<str>>(values: &[S]) -> Result<InputShapes, String> {
+        let mut entries: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+        for v in values {
+            let v = v.as_ref().trim();
+            let (name, dims) = match v.rsplit_once('=') {
+                Some((n, d)) if !n.trim().is_empty() => (Some(n.trim().to_string()), d),
+                Some(_) => return Err(format!("--input-shape '{v}': the input name before '=' is empty")),
+                None => (None, v),
+            };
+            let shape = dims
+                .split(',')
+                .map(|d| match d.trim().parse::<usize>() {
+                    Ok(x) if x > 0 => Ok(x),
+                    _ => Err(format!("--input-shape '{v}': '{}' is not a dimension ≥ 1", d.trim())),
+                })
+                .collect::<Result<Vec<usize>, String>>()?;
+            if entries.iter().any(|(n, _)| *n == name) {
+                return Err(match name {
+                    Some(n) => format!("--input-shape: input '{n}' is given twice"),
+                    None => "--input-shape: more than one shape without an input name (use NAME=DIMS)".into(),
+                });
+            }
+            entries.push((name, shape));
+        }
+        Ok(InputShapes { entries })
+    }
+
+    /// The shape given for graph input `name` (the `index`-th non-initializer input).
+    pub(crate) fn get(&self, name: &str, index: usize) -> Option<&[usize]> {
+        let named = self.entries.iter().find(|(n, _)| n.as_deref() == Some(name));
+        let unnamed = || self.entries.iter().find(|(n, _)| n.is_none()).filter(|_| index == 0);
+        named.or_else(unnamed).map(|(_, s)| s.as_slice())
+    }
+}
+
 /// Load an ONNX model file and import it into an [`ir::Graph`].
 ///
 /// External tensor data is read from files inside the model's directory only. `input_shape`
 /// fixes the shape of the (first) graph input; without it only a dynamic batch dimension is
-/// accepted (and set to 1).
+/// accepted (and set to 1). [`load_onnx_with`] takes shapes by input name.
 pub fn load_onnx(path: &Path, input_shape: Option<&[usize]>) -> Result<ir::Graph, OnnxError> {
+    load_onnx_with(path, &InputShapes::first(input_shape))
+}
+
+/// [`load_onnx`] with shapes for any graph inputs, by name (see [`InputShapes`]).
+pub fn load_onnx_with(path: &Path, input_shapes: &InputShapes) -> Result<ir::Graph, OnnxError> {
     let label = path.display().to_string();
     let bytes = temper_data::fsread::read_input_prefixed(path, 16, |head, len| {
         // A protobuf starts with a tag: field number > 0 and a defined wire type. Checked on
@@ -167,7 +224,7 @@ pub fn load_onnx(path: &Path, input_shape: Option<&[usize]>) -> Result<ir::Graph
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    import_bytes(&bytes, Some(&base), input_shape, &label)
+    import_bytes_with(&bytes, Some(&base), input_shapes, &label)
 }
 
 /// Import an ONNX model from bytes. `base_dir` is the directory external data is resolved
@@ -178,7 +235,17 @@ pub fn import_bytes(
     input_shape: Option<&[usize]>,
     file_label: &str,
 ) -> Result<ir::Graph, OnnxError> {
+    import_bytes_with(bytes, base_dir, &InputShapes::first(input_shape), file_label)
+}
+
+/// [`import_bytes`] with shapes for any graph inputs, by name (see [`InputShapes`]).
+pub fn import_bytes_with(
+    bytes: &[u8],
+    base_dir: Option<&Path>,
+    input_shapes: &InputShapes,
+    file_label: &str,
+) -> Result<ir::Graph, OnnxError> {
     let model =
         proto::decode_model(bytes).map_err(|e| OnnxError::Decode { file: file_label.to_string(), offset: e.offset, message: e.message })?;
-    import::import_model(&model, base_dir, input_shape, file_label)
+    import::import_model(&model, base_dir, input_shapes, file_label)
 }

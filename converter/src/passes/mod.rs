@@ -3,7 +3,8 @@
 //! [`optimize`] runs, in order: Identity/Dropout removal, constant folding (with the FP32
 //! engine), folding of constant per-channel Add/Sub/Mul/Div into the preceding Conv /
 //! ConvTranspose / Dense (bias and weight scale), BatchNorm folding, HardSwish pattern fusion,
-//! Relu/Clip fusion into producers, dead-node removal; then the constant per-channel
+//! Relu/Clip fusion into producers, dead-node removal (with the reshapes of 1-D ops merged and
+//! moved past elementwise ops first, [`sink_reshapes`]); then the constant per-channel
 //! Mul/Add/Sub/Div and BatchNorm left become `ChannelAffine` ([`affine_to_channel`]); tensor
 //! compaction and a full shape check.
 //! Every pass is also public on its own; each keeps the graph's outputs numerically equal (to
@@ -15,7 +16,9 @@ use crate::fp32::{self, Tensor};
 use crate::ir::{Activation, ConstData, Graph, Node, Op, TensorId};
 
 mod affine;
+mod reshape;
 pub use affine::affine_to_channel;
+pub use reshape::sink_reshapes;
 
 /// A pass failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub fn optimize(g: &mut Graph) -> Result<(), PassError> {
     for _ in 0..8 {
         let mut changed = remove_identities(g)?;
         changed |= fold_constants(g)?;
+        changed |= sink_reshapes(g)?;
+        changed |= remove_dead_nodes(g)?;
         changed |= fold_affine(g)?;
         changed |= fold_batchnorm(g)?;
         changed |= fuse_hardswish(g)?;
@@ -111,6 +116,11 @@ fn retain_nodes(g: &mut Graph, keep: &[bool]) {
         i += 1;
         k
     });
+}
+
+/// Whether a constant's data length matches its shape.
+fn constant_shape_ok(shape: &[usize], len: usize) -> bool {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) == Some(len)
 }
 
 fn const_tensor(g: &Graph, id: TensorId) -> Option<Tensor> {

@@ -388,6 +388,20 @@ pub fn lower_with(g: &Graph, cal: &Calibration, opts: &LowerOptions, tail: Optio
                             Act { id: y, lay: Lay::Plain }
                         }
                     }
+                    Lay::Nhwc if oshape.len() != 4 => {
+                        // e.g. [N, C, 1, L] → [N, C, L] after a 1-D op: NHWC and NCHW hold the
+                        // same order when C = 1 or H·W = 1, else go through NCHW.
+                        let src = if is[1] == 1 || is[2] * is[3] == 1 {
+                            x.id
+                        } else {
+                            let t = b.activation(&format!("{}.nchw", g.tensors[out].name), &is, xq);
+                            b.transpose(&format!("{name}.to_nchw"), x.id, t, [0, 3, 1, 2]);
+                            t
+                        };
+                        let y = b.activation(&g.tensors[out].name, &oshape, xq);
+                        b.reshape(name, src, y);
+                        Act { id: y, lay: Lay::Plain }
+                    }
                     Lay::Plain | Lay::FlatHwc { .. } if oshape.len() != 4 => {
                         if let Lay::FlatHwc { .. } = x.lay {
                             if oshape != is {

@@ -78,7 +78,7 @@ pub fn rank(g: &Graph, cal: &Calibration, obs: Observer, ds: &Dataset, norm: &No
     let ds = ds.take(limit.min(ds.len())).map_err(|e| e.to_string())?;
     let batches: Vec<(Tensor, Vec<u32>)> = ds
         .batches(250, norm)
-        .map(|b| Ok((Tensor::new(b.shape.to_vec(), b.pixels).map_err(|e| e.to_string())?, b.labels.to_vec())))
+        .map(|b| Ok((crate::feed::batch_tensor(g, b.labels.len(), b.pixels).map_err(|e| e.to_string())?, b.labels.to_vec())))
         .collect::<Result<_, String>>()?;
     // A copy of the graph whose shapes follow each batch size (eval_node uses declared shapes).
     let shaped = |n: usize| -> Result<Graph, String> {

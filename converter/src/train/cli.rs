@@ -43,7 +43,8 @@ training options:
   --max-steps N         stop every epoch after N steps (quick runs)
   --checkpoint PATH     checkpoint written after every epoch (default OUT with .ckpt.npz); --no-checkpoint
   --resume PATH         continue from a checkpoint
-  --mean M / --std S / --pixel-scale X   input normalization (default Fashion-MNIST 0.2860 / 0.3530 / 1/255)
+  --mean M / --std S / --pixel-scale X   normalization of u8 data (default 0 / 1 / 1/255; Fashion-MNIST's
+                        0.2860 / 0.3530 for fashion-mnist:* data); f32 data is taken as given
   --tmf PATH            also quantize the trained model to INT8 in-process (temper quantize defaults)
   --bench N             only measure training throughput (forward+backward+update with --optimizer,
                         default adam) over N steps on one fixed batch and exit
@@ -195,10 +196,11 @@ pub fn run(cmd: &str, args: &[String]) -> Result<(), String> {
     let a = parse_args(args)?;
     let seed: u64 = a.num("seed", 1)?;
     let threads: usize = a.num("threads", 2usize)?.max(1);
+    let dflt = Normalize::default_for(a.get("train").unwrap_or("fashion-mnist:train"));
     let norm = Normalize::new(
-        floats(a.get("mean").unwrap_or("0.2860"), "--mean")?,
-        floats(a.get("std").unwrap_or("0.3530"), "--std")?,
-        floats(a.get("pixel-scale").unwrap_or("0.00392156862745098"), "--pixel-scale")?[0],
+        a.get("mean").map(|v| floats(v, "--mean")).transpose()?.unwrap_or(dflt.mean),
+        a.get("std").map(|v| floats(v, "--std")).transpose()?.unwrap_or(dflt.std),
+        a.get("pixel-scale").map(|v| floats(v, "--pixel-scale")).transpose()?.map_or(dflt.scale, |v| v[0]),
     );
     let train_ds = load_dataset(a.get("train").unwrap_or("fashion-mnist:train")).map_err(|e| e.to_string())?;
     norm.validate(train_ds.channels()).map_err(|e| e.to_string())?;

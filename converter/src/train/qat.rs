@@ -1086,7 +1086,8 @@ options:
   --max-steps N             stop every epoch after N steps (quick runs)
   --val-samples N           validation images for the per-epoch curve (default all)
   --max-drop P              fail if INT8 top-1 is more than P points below FP32 (on --val)
-  --mean M / --std S / --pixel-scale X   input normalization (default Fashion-MNIST 0.2860 / 0.3530 / 1/255)
+  --mean M / --std S / --pixel-scale X   normalization of u8 data (default 0 / 1 / 1/255; Fashion-MNIST's
+                            0.2860 / 0.3530 for fashion-mnist:* data); f32 data is taken as given
   --no-progress             no progress line
 
 The file is written (atomically) only when the emitted model agrees with the fake-quant model
@@ -1162,10 +1163,11 @@ pub fn run_cli(args: &[String]) -> Result<bool, String> {
     let model_path = opts.get("model").ok_or("missing --model S.onnx")?.clone();
     let out = std::path::PathBuf::from(opts.get("o").or(opts.get("out")).ok_or("missing -o OUT.tmf")?);
     temper_data::fsout::check_outputs(&[std::path::Path::new(&model_path)], &[out.as_path()]).map_err(|e| e.to_string())?;
+    let dflt = Normalize::default_for(&get("train", "fashion-mnist:train"));
     let norm = Normalize::new(
-        floats(&get("mean", "0.2860"), "--mean")?,
-        floats(&get("std", "0.3530"), "--std")?,
-        floats(&get("pixel-scale", "0.00392156862745098"), "--pixel-scale")?[0],
+        opts.get("mean").map(|v| floats(v, "--mean")).transpose()?.unwrap_or(dflt.mean),
+        opts.get("std").map(|v| floats(v, "--std")).transpose()?.unwrap_or(dflt.std),
+        opts.get("pixel-scale").map(|v| floats(v, "--pixel-scale")).transpose()?.map_or(dflt.scale, |v| v[0]),
     );
     let d = QatConfig::default();
     let cfg = QatConfig {
