@@ -216,7 +216,7 @@ pub unsafe extern "C" fn temper_model_load_path(path: *const c_char, out_model: 
 /// is a no-op (`TEMPER_OK`).
 ///
 /// # Safety
-/// None beyond the C contract: `model` is any value (handles are checked, see [`handle`]).
+/// None beyond the C contract: `model` is any value (handles are checked, see `temper.h`, "Handles").
 #[no_mangle]
 pub unsafe extern "C" fn temper_model_free(model: *mut TemperModel) -> TemperStatus {
     if model.is_null() {
