@@ -204,6 +204,7 @@ fn quantize_killed_at_each_commit_step_leaves_one_set() {
         assert!(err.contains(note) && err.contains("removed a stale temporary file"), "{step}: {err}");
         assert_eq!(read_set(&files), if committed { new } else { old.clone() }, "{step}: not one complete set");
         assert!(temps(&d).is_empty(), "{step}: left {:?}", temps(&d));
+        assert!(!d.join(".q.tmf.lock").exists(), "{step}: the lock file of the killed run is removed");
     }
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -24,7 +24,10 @@
 //!
 //! The lock is `flock` on `.OUT.lock` beside the (symlink-resolved) primary output, held from
 //! before the first input is read until the process exits; a second run on the same output
-//! fails at once naming the holder's PID. The lock file stays (removing it would race).
+//! fails at once naming the holder's PID. The holder removes the lock file before unlocking;
+//! a process that opened it just before checks after locking that the path still names the
+//! file it locked, else opens it again (so a finished or failed run leaves no lock file; a
+//! killed one leaves an unlocked one, removed by the next run).
 //! Locks are advisory and may not work on network filesystems where `flock` is emulated or
 //! unsupported (then the run fails with the lock error rather than proceed unlocked).
 //!
@@ -144,6 +147,7 @@ pub fn cache_dir() -> PathBuf {
 #[derive(Debug)]
 pub struct OutputLock {
     file: File,
+    lock_path: PathBuf,
     dir: PathBuf,
     name: String,
     notes: Vec<String>,
@@ -168,6 +172,35 @@ fn parse_journal(bytes: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
+/// Whether the open `file` is still the one at `path` (same device and inode).
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &File, _: &Path) -> bool {
+    true
+}
+
+/// The error for a lock held by another process (or that cannot be taken).
+fn busy(primary: &Path, lock_path: &Path, file: &mut File, e: fs::TryLockError) -> DataError {
+    match e {
+        fs::TryLockError::WouldBlock => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() { "another temper run".to_string() } else { format!("another temper run (pid {holder})") };
+            err(primary, format!("{who} is writing this output (lock {}); wait for it to finish; nothing written", lock_path.display()))
+        }
+        fs::TryLockError::Error(e) => err(primary, format!("cannot lock {}: {e}; nothing written", lock_path.display())),
+    }
+}
+
 impl OutputLock {
     /// Takes the lock on `primary` (its symlink-resolved path), then recovers interrupted
     /// commits on it and removes stale temporary files of dead processes beside it. Fails at
@@ -176,31 +209,26 @@ impl OutputLock {
         let target = crate::fsout::resolve_output(primary)?;
         let (dir, name) = split(&target)?;
         let lock_path = dir.join(format!(".{name}.lock"));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| DataError::io(&lock_path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let who = if holder.is_empty() { "another temper run".to_string() } else { format!("another temper run (pid {holder})") };
-                return Err(err(
-                    primary,
-                    format!("{who} is writing this output (lock {}); wait for it to finish; nothing written", lock_path.display()),
-                ));
+        let mut attempts = 0;
+        let mut file = loop {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(|e| DataError::io(&lock_path, e))?;
+            match file.try_lock() {
+                // The holder before us may have removed the file (see Drop) after we opened
+                // it: then we locked a dead inode; open the path again.
+                Ok(()) if same_file(&file, &lock_path) => break file,
+                Ok(()) if attempts < 100 => attempts += 1,
+                Ok(()) => return Err(err(primary, format!("cannot lock {}: it keeps being replaced", lock_path.display()))),
+                Err(e) => return Err(busy(primary, &lock_path, &mut file, e)),
             }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(err(primary, format!("cannot lock {}: {e}; nothing written", lock_path.display())))
-            }
-        }
+        };
         let _ = file.set_len(0).and_then(|_| file.write_all(std::process::id().to_string().as_bytes()));
-        let mut lock = OutputLock { file, dir, name, notes: Vec::new() };
+        let mut lock = OutputLock { file, lock_path, dir, name, notes: Vec::new() };
         lock.recover();
         for p in clean_stale(&lock.dir) {
             lock.notes.push(format!("removed a stale temporary file of a dead process: {}", p.display()));
@@ -320,7 +348,12 @@ impl OutputLock {
 }
 
 impl Drop for OutputLock {
+    /// Removes the lock file while still holding the lock (a process that opened it meanwhile
+    /// notices the removal after locking and opens the path again), then unlocks.
     fn drop(&mut self) {
+        if cfg!(unix) {
+            let _ = fs::remove_file(&self.lock_path);
+        }
         let _ = self.file.unlock();
     }
 }
@@ -382,7 +415,14 @@ mod tests {
         assert!(lock.notes().iter().any(|n| n.contains("rolled back")), "{:?}", lock.notes());
         assert!(!sa.exists() && !j.exists() && d.exists());
         assert_eq!(fs::read(&a).unwrap(), b"third model");
+        let lock_file = d.join(".m.tmf.lock");
+        assert!(lock_file.exists());
         drop(lock);
+        assert!(!lock_file.exists(), "the lock file is removed with the lock");
+        // A lock file left unlocked (a killed run) is taken over.
+        fs::write(&lock_file, b"1").unwrap();
+        drop(OutputLock::acquire(&a).unwrap());
+        assert!(!lock_file.exists());
         fs::remove_dir_all(&d).unwrap();
     }
 
