@@ -15,7 +15,8 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 target_dir="${TEMPER_FUZZ_TARGET_DIR:-$HOME/.cache/temper/fuzz-target}"
 mkdir -p "$target_dir"
 failed=()
-for t in model_from_bytes onnx_import npy_read; do
+# npy_read also covers NPZ and IDX; image_decode PNG and JPEG (the image-folder reader).
+for t in model_from_bytes onnx_import npy_read image_decode pipeline_config checkpoint; do
   mkdir -p "corpus/$t" "artifacts/$t"
   cp -n seeds/$t/* "corpus/$t/" 2>/dev/null || true
   echo "== $t ($secs s)"

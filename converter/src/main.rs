@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use temper_converter::ptq::{quantize, write_atomic, PtqConfig};
+use temper_converter::ptq::{quantize, PtqConfig};
 use temper_converter::quant::Observer;
 use temper_converter::{onnx, passes};
 use temper_data::{load_dataset, Normalize};
@@ -190,6 +190,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             inputs.extend(spec_files.iter().map(PathBuf::as_path));
             temper_data::fsout::check_outputs(&inputs, &[out.as_path(), report_path.as_path(), svg.as_path()])
                 .map_err(|e| e.to_string())?;
+            // Held until exit: a concurrent run on the same -o fails here (temper_data::commit).
+            let lock = temper_data::commit::OutputLock::acquire(&out).map_err(|e| e.to_string())?;
+            lock.notes().iter().for_each(|n| eprintln!("{n}"));
             let observers: Vec<Observer> = match opts.get("observer").map(|s| s.as_str()).unwrap_or("all") {
                 "all" => Observer::ALL.to_vec(),
                 list => list
@@ -260,13 +263,17 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             }
             report.seconds = report.seconds.max(0.0);
             print!("{}", report.to_table());
-            write_atomic(&report_path, report.to_json().as_bytes()).map_err(|e| format!("{}: {e}", report_path.display()))?;
-            write_atomic(&svg, report.to_svg().as_bytes()).map_err(|e| format!("{}: {e}", svg.display()))?;
+            // One commit for the model and its reports (the model only when the gate passed).
+            let (json, svg_text) = (report.to_json(), report.to_svg());
+            let mut files: Vec<(&Path, &[u8])> = vec![(report_path.as_path(), json.as_bytes()), (svg.as_path(), svg_text.as_bytes())];
+            if outcome.passed {
+                files.insert(0, (out.as_path(), &outcome.bytes));
+            }
+            lock.commit(&files).map_err(|e| e.to_string())?;
             if !outcome.passed {
                 eprintln!("accuracy gate failed: {} not written (report: {})", out.display(), report_path.display());
                 return Ok(ExitCode::from(1));
             }
-            write_atomic(&out, &outcome.bytes).map_err(|e| format!("{}: {e}", out.display()))?;
             println!("wrote {} ({} bytes), report {}", out.display(), outcome.bytes.len(), report_path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -9,8 +9,8 @@
 //! 3. **QAT** (when the PTQ gate fails and QAT is on): quantization-aware fine-tuning of the
 //!    distilled student ([`crate::train::qat`](mod@crate::train::qat)), then the gate again on the file QAT emits.
 //!
-//! The first file that passes the gate is written (atomically, [`write_atomic`]) and the
-//! remaining fallbacks are skipped. When no attempt passes, nothing is written but the report
+//! The first file that passes the gate is written (with the reports, as one commit under a lock
+//! on the output: [`temper_data::commit`]) and the remaining fallbacks are skipped. When no attempt passes, nothing is written but the report
 //! and [`run`] reports `passed == false` (the command exits with status 1).
 //!
 //! The gate compares the INT8 top-1 of the emitted file on the validation split with the FP32
@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use crate::eval::{fp32_accuracy, int8_run};
 use crate::ir::Graph;
-use crate::ptq::{quantize, write_atomic, PtqConfig};
+use crate::ptq::{quantize, PtqConfig};
 use crate::quant::Observer;
 use crate::report::{LayerError, Report};
 use crate::train::qat::{qat, QatConfig, QatProgress};
@@ -2068,6 +2068,14 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
     let out = cfg.out.clone().ok_or("missing -o OUT.tmf")?;
     let report_files = cfg.report_paths().ok_or("missing -o OUT.tmf")?;
     check_output_paths(cfg, &out, &report_files)?;
+    // Held until the outputs are committed; a concurrent run on the same -o fails here.
+    let lock = temper_data::commit::OutputLock::acquire(&out).map_err(|e| e.to_string())?;
+    lock.notes().iter().for_each(|n| eprintln!("{n}"));
+    let cache = temper_data::commit::cache_dir();
+    let stale = [cache.clone(), std::env::temp_dir()].into_iter().chain(cfg.checkpoint_dir.clone());
+    for p in stale.flat_map(|d| temper_data::commit::clean_stale(&d)) {
+        eprintln!("removed a stale temporary file of a dead process: {}", p.display());
+    }
     fp32::set_default_threads(cfg.threads);
     let norm = cfg.norm();
     say(
@@ -2141,7 +2149,7 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
             // unique per run, also for concurrent runs in one process
             static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            std::env::temp_dir().join(format!("temper-pipeline-teacher-{}-{n}.npz", std::process::id()))
+            cache.join(format!("temper-pipeline-teacher-{}-{n}.npz", std::process::id()))
         }),
     };
     // Teachers: loaded and evaluated once.
@@ -2181,18 +2189,25 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
         report.emitted_fp32 = Some(out.with_extension("fp32.onnx"));
     }
     report.seconds = t_start.elapsed().as_secs_f64();
-    // The model first (so a report never names a file that could not be written), the
-    // distilled FP32 student beside it, then the reports; each by atomic rename.
-    if let Some(c) = emitted {
-        let onnx_path = out.with_extension("fp32.onnx");
-        let onnx = export::to_onnx(&c.folded).map_err(|e| format!("exporting the distilled student to ONNX: {e}"))?;
-        write_atomic(&out, &c.bytes).map_err(|e| format!("{}: {e}", out.display()))?;
-        write_atomic(&onnx_path, &onnx).map_err(|e| format!("{}: {e}", onnx_path.display()))?;
-    }
+    // One commit (temper_data::commit): the model, the distilled FP32 student beside it and
+    // the reports all replace their targets, or none does (a kill after the commit point is
+    // completed by the next run on this output).
+    let onnx_path = out.with_extension("fp32.onnx");
+    let model = match &emitted {
+        Some(c) => Some((export::to_onnx(&c.folded).map_err(|e| format!("exporting the distilled student to ONNX: {e}"))?, &c.bytes)),
+        None => None,
+    };
     let [md, json, svg] = &report_files;
-    for (p, text) in [(md, report.to_markdown()), (json, report.to_json()), (svg, report.to_svg())] {
-        write_atomic(p, text.as_bytes()).map_err(|e| format!("{}: {e}", p.display()))?;
+    let texts = [report.to_markdown(), report.to_json(), report.to_svg()];
+    let mut files: Vec<(&Path, &[u8])> = Vec::new();
+    if let Some((onnx, bytes)) = &model {
+        files.push((&out, bytes));
+        files.push((&onnx_path, onnx));
     }
+    for (p, text) in [md, json, svg].into_iter().zip(&texts) {
+        files.push((p, text.as_bytes()));
+    }
+    lock.commit(&files).map_err(|e| e.to_string())?;
     Ok(PipelineOutcome { report, report_files: report_files.to_vec() })
 }
 

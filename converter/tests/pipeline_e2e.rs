@@ -78,7 +78,7 @@ fn failed_attempt_falls_back_and_the_first_passing_model_is_emitted() {
     assert_eq!(r.skipped.len(), 1, "the unneeded fallback is reported as skipped");
     let note = a2.stages[0].notes.iter().find_map(|n| n.strip_prefix("teacher logits read from "));
     let tmp_cache = PathBuf::from(note.expect("attempt 2 reuses the teacher's logits"));
-    assert!(tmp_cache.starts_with(std::env::temp_dir()), "{}", tmp_cache.display());
+    assert!(tmp_cache.starts_with(temper_data::commit::cache_dir()), "in the per-user cache dir: {}", tmp_cache.display());
     assert!(!tmp_cache.exists(), "the temporary teacher cache is removed");
 
     // The emitted file loads and validates in the runtime; the FP32 ONNX re-imports.

@@ -10,6 +10,7 @@
 //!   string with [`load_dataset`], with subsets and normalized batches.
 //! * [`detect`] — detection datasets (COCO JSON, YOLO txt, Pascal VOC XML) and the letterbox /
 //!   resize geometry.
+//! * [`fsout`], [`commit`] — output checks, one commit for a run's outputs, output locks.
 //! * [`error`] — the [`DataError`] type returned by everything here.
 //!
 //! No function in this crate panics on malformed input; every problem is a
@@ -17,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod commit;
 pub mod dataset;
 pub mod detect;
 pub mod error;

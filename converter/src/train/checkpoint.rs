@@ -10,7 +10,7 @@ use std::path::Path;
 use super::net::Net;
 use super::optim::Optimizer;
 use super::TrainError;
-use temper_data::npy::{read_npz, write_npz, NpyArray, NpyData};
+use temper_data::npy::{read_npz, read_npz_bytes, write_npz, NpyArray, NpyData};
 
 const VERSION: i64 = 1;
 
@@ -80,7 +80,17 @@ fn restore(prefix: &str, members: &[(String, NpyArray)], net: &mut Net, opt: &mu
         p.value = v;
         for (tag, slot) in [("m", &mut opt.m), ("v", &mut opt.v)] {
             if let Some(a) = get(&format!("{prefix}{tag}{i}")) {
-                slot[i] = a.data.to_f32();
+                let v = a.data.to_f32();
+                if v.len() != p.value.len() {
+                    return Err(bad(format!(
+                        "optimizer state '{tag}' of '{}' has {} values, the model {}",
+                        p.name,
+                        v.len(),
+                        p.value.len()
+                    )));
+                }
+                let s = slot.get_mut(i).ok_or_else(|| bad(format!("the optimizer has no state for parameter '{}'", p.name)))?;
+                *s = v;
             }
         }
     }
@@ -94,6 +104,30 @@ fn restore(prefix: &str, members: &[(String, NpyArray)], net: &mut Net, opt: &mu
 pub fn load(path: &Path, net: &mut Net, opt: &mut Optimizer, heads: &mut [(&mut Net, &mut Optimizer)]) -> Result<Progress, TrainError> {
     let label = path.display().to_string();
     let members = read_npz(path).map_err(|e| TrainError::Io(format!("{label}: {e}")))?;
+    restore_all(members, &label, net, opt, heads)
+}
+
+/// [`load`] from the bytes of a checkpoint (`label` names them in errors); the fuzz target's
+/// entry point.
+pub fn load_bytes(
+    bytes: &[u8],
+    label: &str,
+    net: &mut Net,
+    opt: &mut Optimizer,
+    heads: &mut [(&mut Net, &mut Optimizer)],
+) -> Result<Progress, TrainError> {
+    let members = read_npz_bytes(bytes, label).map_err(|e| TrainError::Io(format!("{label}: {e}")))?;
+    restore_all(members, label, net, opt, heads)
+}
+
+fn restore_all(
+    members: Vec<(String, NpyArray)>,
+    label: &str,
+    net: &mut Net,
+    opt: &mut Optimizer,
+    heads: &mut [(&mut Net, &mut Optimizer)],
+) -> Result<Progress, TrainError> {
+    let label = label.to_string();
     let meta = match members.iter().find(|(k, _)| k == "meta").map(|(_, a)| &a.data) {
         Some(NpyData::I64(m)) if m.len() >= 6 && m[0] == VERSION => m.clone(),
         _ => return Err(TrainError::Config(format!("{label}: not a temper training checkpoint (version {VERSION})"))),
@@ -106,4 +140,40 @@ pub fn load(path: &Path, net: &mut Net, opt: &mut Optimizer, heads: &mut [(&mut 
         restore(&format!("h{j}_"), &members, n, o, &label)?;
     }
     Ok(Progress { epochs_done: meta[1].max(0) as usize, global_step: meta[2].max(0) as usize, seed: meta[3] as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::{arch, OptimizerKind};
+
+    fn small() -> (Net, Optimizer) {
+        let net = Net::new(arch::build("small-cnn", 1, 8, 8, 3, 1).unwrap(), 1).unwrap();
+        let opt = Optimizer::new(OptimizerKind::Sgd { momentum: 0.9, nesterov: false }, 0.0, net.params.len());
+        (net, opt)
+    }
+
+    /// A checkpoint read back from its bytes restores the values; damaged ones are errors.
+    #[test]
+    fn bytes_round_trip_and_damage() {
+        let (mut net, opt) = small();
+        net.params[0].value.iter_mut().enumerate().for_each(|(i, v)| *v = i as f32 * 0.5);
+        let path = std::env::temp_dir().join(format!("temper-ckpt-{}.npz", std::process::id()));
+        let progress = Progress { epochs_done: 3, global_step: 7, seed: 9 };
+        save(&path, &net, &opt, &[], progress).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // The fuzz seed of `fuzz/fuzz_targets/checkpoint.rs` (same network) is written on request.
+        if let Some(dir) = std::env::var_os("TEMPER_WRITE_CHECKPOINT_SEED") {
+            std::fs::write(std::path::Path::new(&dir).join("small_cnn_8x8.npz"), &bytes).unwrap();
+        }
+        let (mut back, mut opt2) = small();
+        assert_eq!(load_bytes(&bytes, "c.npz", &mut back, &mut opt2, &mut []).unwrap(), progress);
+        assert_eq!(back.params[0].value, net.params[0].value);
+        let (mut other, mut opt3) = small();
+        for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+            let e = load_bytes(&bytes[..cut], "c.npz", &mut other, &mut opt3, &mut []).unwrap_err().to_string();
+            assert!(e.contains("c.npz"), "{e}");
+        }
+    }
 }

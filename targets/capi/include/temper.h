@@ -39,7 +39,8 @@
  *   private copy of a file (temper_model_load_path: replacing or truncating the file later
  *   cannot affect it), or borrows the caller's bytes
  *   (temper_model_load_memory_nocopy). Free it with temper_model_free after every session
- *   created from it has been freed.
+ *   created from it has been freed (before that, temper_model_free returns TEMPER_ERROR_BUSY
+ *   and frees nothing).
  * - A temper_session borrows its model and the caller's arena: both must stay valid, and the
  *   arena must not be read or written by anyone else, until temper_session_free. The library
  *   never allocates, frees or resizes the arena. Inference (set_input, run, get_output) performs
@@ -52,10 +53,25 @@
  * -------------
  * - A temper_model is immutable after loading and may be shared by any number of threads and
  *   sessions at the same time (all functions taking `const temper_model *` are thread-safe).
- * - A temper_session must be used by one thread at a time (it may move between threads, e.g.
+ * - A temper_session is used by one thread at a time (it may move between threads, e.g.
  *   be created on one and used on another, with the usual synchronization of the hand-over).
+ *   A call on a session that another thread is in returns TEMPER_ERROR_BUSY and touches
+ *   nothing (one atomic compare-and-swap per call, no lock, no allocation): it never corrupts
+ *   the other thread's outputs. Each call is exclusive, not a sequence of calls: two threads
+ *   interleaving set_input / run / get_output on one session still see each other's inputs.
  *   Run sessions in parallel by giving each thread its own session and arena.
  * - temper_last_error_message() is per thread.
+ *
+ * Handles
+ * -------
+ * - temper_model * and temper_session * are handles, not addresses: a slot in a fixed table
+ *   (1024 models and 1024 sessions live at a time; more gives TEMPER_ERROR_OUT_OF_MEMORY) and a
+ *   generation. Never dereference them. A freed handle is detected by its generation: using or
+ *   freeing it again returns TEMPER_ERROR_INVALID_HANDLE (temper_session_kernels returns "").
+ * - What remains undefined: a value that was never returned by the library (other than NULL)
+ *   may name a live object; a stale handle whose slot was reused 2^32 times (2^22 on 32-bit
+ *   targets) names the new object; the arena and the bytes of a _nocopy model are the caller's
+ *   memory and are not checked.
  */
 #ifndef TEMPER_H
 #define TEMPER_H
@@ -68,7 +84,7 @@ extern "C" {
 #endif
 
 /** Version of this header's ABI; compare with temper_abi_version() at run time. */
-#define TEMPER_ABI_VERSION 1
+#define TEMPER_ABI_VERSION 2
 
 /** Maximum tensor rank. */
 #define TEMPER_MAX_RANK 8
@@ -123,7 +139,12 @@ typedef enum temper_status {
     /** Memory for the model copy or the session object could not be allocated. */
     TEMPER_ERROR_OUT_OF_MEMORY = 30,
     /** Internal error (a bug in temper); the session involved is unusable. */
-    TEMPER_ERROR_PANIC = 31
+    TEMPER_ERROR_PANIC = 31,
+    /** The session is in use by another thread, or the object to free is in use (a model with
+     *  sessions, a session another thread is in a call on); nothing was done. */
+    TEMPER_ERROR_BUSY = 32,
+    /** A handle already freed (double free, use after free) or never created. */
+    TEMPER_ERROR_INVALID_HANDLE = 33
 } temper_status;
 
 /** Element types (the codes of the .tmf format). Graph inputs and outputs are always int8. */
@@ -206,8 +227,9 @@ temper_status temper_model_load_memory_nocopy(const uint8_t *data, size_t len, t
  */
 temper_status temper_model_load_path(const char *path, temper_model **out_model);
 
-/** Free a model (NULL: no-op). Every session created from it must have been freed before. */
-void temper_model_free(temper_model *model);
+/** Free a model (NULL: no-op, TEMPER_OK). Errors: BUSY (sessions of it exist, or another thread
+ *  is in a call on it: nothing freed), INVALID_HANDLE (already freed). */
+temper_status temper_model_free(temper_model *model);
 
 /** Number of graph inputs (>= 1). Errors: NULL_POINTER. */
 temper_status temper_model_num_inputs(const temper_model *model, size_t *out_count);
@@ -245,11 +267,13 @@ temper_status temper_model_metadata(const temper_model *model, const char *key, 
  */
 temper_status temper_session_create(const temper_model *model, void *arena, size_t arena_len, temper_session **out_session);
 
-/** Free a session (NULL: no-op). The arena is the caller's again afterwards. */
-void temper_session_free(temper_session *session);
+/** Free a session (NULL: no-op, TEMPER_OK) and release its model. The arena is the caller's
+ *  again afterwards. Errors: BUSY (another thread is in a call on it: nothing freed),
+ *  INVALID_HANDLE (already freed). */
+temper_status temper_session_free(temper_session *session);
 
 /** Name of the kernel path the session uses ("scalar", "avx2", "neon", "dotprod", ...), a static
- *  string; "" for NULL. */
+ *  string; "" for NULL, a freed handle or a session another thread is in a call on. */
 const char *temper_session_kernels(const temper_session *session);
 
 /**

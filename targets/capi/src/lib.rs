@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+mod handle;
 mod model;
 mod session;
 mod status;
@@ -27,28 +28,26 @@ pub use status::TemperStatus;
 use status::{guard, Error};
 use std::ffi::{c_char, c_void, CStr};
 
-/// ABI version (`TEMPER_ABI_VERSION` in `temper.h`).
-pub const ABI_VERSION: u32 = 1;
+/// ABI version (`TEMPER_ABI_VERSION` in `temper.h`). 2: handles are checked (`*_free` return
+/// a status; `TEMPER_ERROR_BUSY`, `TEMPER_ERROR_INVALID_HANDLE`).
+pub const ABI_VERSION: u32 = 2;
+
+/// The live models: `temper_model *` values are handles into this table ([`handle`]).
+static MODELS: handle::Table<TemperModel> = handle::Table::new("model");
+/// The live sessions.
+static SESSIONS: handle::Table<TemperSession> = handle::Table::new("session");
+
+/// The handle a C pointer carries (never dereferenced).
+fn handle_of<T>(p: *const T) -> usize {
+    p.addr()
+}
+
+/// The C pointer of a handle (never dereferenced).
+fn pointer_of<T>(h: usize) -> *mut T {
+    std::ptr::without_provenance_mut(h)
+}
 
 // ---------------------------------------------------------------- pointer helpers
-
-/// A shared reference from a possibly-NULL pointer.
-///
-/// # Safety
-/// `p` is NULL or valid for reads of `T` for `'a`, with no writer meanwhile.
-unsafe fn as_ref<'a, T>(p: *const T, what: &'static str) -> Result<&'a T, Error> {
-    // SAFETY: forwarded from this function's contract; NULL is mapped to an error.
-    unsafe { p.as_ref() }.ok_or(Error::Null(what))
-}
-
-/// An exclusive reference from a possibly-NULL pointer.
-///
-/// # Safety
-/// `p` is NULL or valid for reads and writes of `T` for `'a`, with no other access meanwhile.
-unsafe fn as_mut<'a, T>(p: *mut T, what: &'static str) -> Result<&'a mut T, Error> {
-    // SAFETY: forwarded from this function's contract; NULL is mapped to an error.
-    unsafe { p.as_mut() }.ok_or(Error::Null(what))
-}
 
 /// Checks of a C array argument: NULL, alignment, and a byte length within `isize::MAX`.
 fn check_array<T>(p: *const T, count: usize, what: &'static str) -> Result<(), Error> {
@@ -92,23 +91,28 @@ unsafe fn write_out<T>(p: *mut T, value: T, what: &'static str) -> Result<(), Er
     Ok(())
 }
 
-/// Box a value for C, reporting allocation failure instead of aborting where possible.
-fn boxed<T>(value: T, what: &'static str) -> Result<*mut T, Error> {
+/// Box a value, reporting allocation failure instead of aborting where possible.
+fn try_box<T>(value: T, what: &'static str) -> Result<Box<T>, Error> {
     let mut v: Vec<T> = Vec::new();
     v.try_reserve_exact(1).map_err(|_| Error::OutOfMemory(what))?;
     v.push(value);
     let b: Box<[T]> = v.into_boxed_slice();
-    Ok(Box::into_raw(b).cast::<T>())
+    // SAFETY: a `Box<[T]>` of length 1 has the layout of a `Box<T>` (same allocation, size and
+    // alignment of one `T`); ownership moves from the slice box to the new box.
+    Ok(unsafe { Box::from_raw(Box::into_raw(b).cast::<T>()) })
 }
 
-/// Free a value made by [`boxed`].
+/// Enter `model` in the handle table and write its handle to `out_model`.
 ///
 /// # Safety
-/// `p` came from [`boxed`] and is not used afterwards.
-unsafe fn unbox<T>(p: *mut T) {
-    // SAFETY: `boxed` made `p` from a `Box<[T]>` of length 1, whose layout equals `Box<T>`'s;
-    // ownership returns here exactly once (the caller's contract).
-    drop(unsafe { Box::from_raw(p) });
+/// `out_model` is NULL or valid for writes.
+unsafe fn publish_model(model: TemperModel, out_model: *mut *mut TemperModel) -> Result<(), Error> {
+    if out_model.is_null() {
+        return Err(Error::Null("out_model"));
+    }
+    let h = MODELS.insert(try_box(model, "the model")?)?;
+    // SAFETY: the caller's contract: `out_model` writable. On failure the model is dropped.
+    unsafe { write_out(out_model, pointer_of(h), "out_model") }.inspect_err(|_| drop(MODELS.remove(h)))
 }
 
 // ---------------------------------------------------------------- library
@@ -155,12 +159,8 @@ pub unsafe extern "C" fn temper_model_load_memory(data: *const u8, len: usize, o
             // SAFETY: the caller's contract: `data` readable for `len` bytes.
             let bytes = unsafe { as_slice(data, len, "data") }?;
             let model = TemperModel::copy_from(bytes)?;
-            let p = boxed(model, "the model")?;
-            // SAFETY: the caller's contract: `out_model` writable. On failure `p` is freed.
-            unsafe { write_out(out_model, p, "out_model") }.inspect_err(|_| {
-                // SAFETY: `p` came from `boxed` and was never handed out.
-                unsafe { unbox(p) }
-            })
+            // SAFETY: the caller's contract: `out_model` writable.
+            unsafe { publish_model(model, out_model) }
         },
         || {},
     )
@@ -179,12 +179,8 @@ pub unsafe extern "C" fn temper_model_load_memory_nocopy(data: *const u8, len: u
             let bytes = unsafe { as_slice(data, len, "data") }?;
             // SAFETY: the caller's contract: the bytes outlive the model and are not modified.
             let model = unsafe { TemperModel::borrow(bytes) }?;
-            let p = boxed(model, "the model")?;
-            // SAFETY: the caller's contract: `out_model` writable. On failure `p` is freed.
-            unsafe { write_out(out_model, p, "out_model") }.inspect_err(|_| {
-                // SAFETY: `p` came from `boxed` and was never handed out.
-                unsafe { unbox(p) }
-            })
+            // SAFETY: the caller's contract: `out_model` writable.
+            unsafe { publish_model(model, out_model) }
         },
         || {},
     )
@@ -208,48 +204,36 @@ pub unsafe extern "C" fn temper_model_load_path(path: *const c_char, out_model: 
             #[cfg(not(unix))]
             let path: &std::path::Path = path.to_str().map_err(|_| Error::Invalid("path is not UTF-8"))?.as_ref();
             let model = TemperModel::open(path)?;
-            let p = boxed(model, "the model")?;
-            // SAFETY: the caller's contract: `out_model` writable. On failure `p` is freed.
-            unsafe { write_out(out_model, p, "out_model") }.inspect_err(|_| {
-                // SAFETY: `p` came from `boxed` and was never handed out.
-                unsafe { unbox(p) }
-            })
+            // SAFETY: the caller's contract: `out_model` writable.
+            unsafe { publish_model(model, out_model) }
         },
         || {},
     )
 }
 
-/// Free a model (`temper_model_free`).
+/// Free a model (`temper_model_free`): `TEMPER_ERROR_BUSY` while sessions of it exist (or
+/// another thread is in a call on it), `TEMPER_ERROR_INVALID_HANDLE` when already freed; NULL
+/// is a no-op (`TEMPER_OK`).
 ///
 /// # Safety
-/// `model` is NULL or a model from a `temper_model_load_*` function, not freed before, with no
-/// session of it left.
+/// None beyond the C contract: `model` is any value (handles are checked, see `temper.h`, "Handles").
 #[no_mangle]
-pub unsafe extern "C" fn temper_model_free(model: *mut TemperModel) {
+pub unsafe extern "C" fn temper_model_free(model: *mut TemperModel) -> TemperStatus {
     if model.is_null() {
-        return;
+        return TemperStatus::Ok;
     }
-    let _ = guard(
-        || {
-            // SAFETY: the caller's contract: `model` came from `boxed` and is freed once.
-            unsafe { unbox(model) };
-            Ok(())
-        },
-        || {},
-    );
+    guard(|| MODELS.remove(handle_of(model)).map(drop), || {})
 }
 
-/// Run `f` on a model behind the panic barrier.
-///
-/// # Safety
-/// `model` is NULL or a live model.
-unsafe fn with_model(model: *const TemperModel, f: impl FnOnce(&TemperModel) -> Result<(), Error>) -> TemperStatus {
+/// Run `f` on a pinned model behind the panic barrier.
+fn with_model(model: *const TemperModel, f: impl FnOnce(&TemperModel) -> Result<(), Error>) -> TemperStatus {
     guard(
         || {
-            // SAFETY: the caller's contract: NULL or a live model (immutable, so shared access
-            // from any thread is fine).
-            let m = unsafe { as_ref(model, "model") }?;
-            f(m)
+            if model.is_null() {
+                return Err(Error::Null("model"));
+            }
+            let m = MODELS.pin(handle_of(model), false)?;
+            f(&m)
         },
         || {},
     )
@@ -258,29 +242,27 @@ unsafe fn with_model(model: *const TemperModel, f: impl FnOnce(&TemperModel) -> 
 /// Number of graph inputs (`temper_model_num_inputs`).
 ///
 /// # Safety
-/// `model` is NULL or a live model; `out_count` is NULL or valid for writes.
+/// `out_count` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_model_num_inputs(model: *const TemperModel, out_count: *mut usize) -> TemperStatus {
     let f = |m: &TemperModel| {
         // SAFETY: the caller's contract: `out_count` writable.
         unsafe { write_out(out_count, m.model().graph_inputs().len(), "out_count") }
     };
-    // SAFETY: `model` is NULL or a live model (this function's contract).
-    unsafe { with_model(model, f) }
+    with_model(model, f)
 }
 
 /// Number of graph outputs (`temper_model_num_outputs`).
 ///
 /// # Safety
-/// `model` is NULL or a live model; `out_count` is NULL or valid for writes.
+/// `out_count` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_model_num_outputs(model: *const TemperModel, out_count: *mut usize) -> TemperStatus {
     let f = |m: &TemperModel| {
         // SAFETY: the caller's contract: `out_count` writable.
         unsafe { write_out(out_count, m.model().graph_outputs().len(), "out_count") }
     };
-    // SAFETY: `model` is NULL or a live model (this function's contract).
-    unsafe { with_model(model, f) }
+    with_model(model, f)
 }
 
 fn tensor_info(m: &TemperModel, index: usize, input: bool) -> Result<TensorInfo, Error> {
@@ -293,7 +275,7 @@ fn tensor_info(m: &TemperModel, index: usize, input: bool) -> Result<TensorInfo,
 /// Describe graph input `index` (`temper_model_input_info`).
 ///
 /// # Safety
-/// `model` is NULL or a live model; `out_info` is NULL or valid for writes.
+/// `out_info` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_model_input_info(model: *const TemperModel, index: usize, out_info: *mut TensorInfo) -> TemperStatus {
     let f = |m: &TemperModel| {
@@ -301,14 +283,13 @@ pub unsafe extern "C" fn temper_model_input_info(model: *const TemperModel, inde
         // SAFETY: the caller's contract: `out_info` writable.
         unsafe { write_out(out_info, info, "out_info") }
     };
-    // SAFETY: `model` is NULL or a live model (this function's contract).
-    unsafe { with_model(model, f) }
+    with_model(model, f)
 }
 
 /// Describe graph output `index` (`temper_model_output_info`).
 ///
 /// # Safety
-/// `model` is NULL or a live model; `out_info` is NULL or valid for writes.
+/// `out_info` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_model_output_info(model: *const TemperModel, index: usize, out_info: *mut TensorInfo) -> TemperStatus {
     let f = |m: &TemperModel| {
@@ -316,28 +297,26 @@ pub unsafe extern "C" fn temper_model_output_info(model: *const TemperModel, ind
         // SAFETY: the caller's contract: `out_info` writable.
         unsafe { write_out(out_info, info, "out_info") }
     };
-    // SAFETY: `model` is NULL or a live model (this function's contract).
-    unsafe { with_model(model, f) }
+    with_model(model, f)
 }
 
 /// Arena bytes a session needs (`temper_model_arena_size`).
 ///
 /// # Safety
-/// `model` is NULL or a live model; `out_bytes` is NULL or valid for writes.
+/// `out_bytes` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_model_arena_size(model: *const TemperModel, out_bytes: *mut usize) -> TemperStatus {
     let f = |m: &TemperModel| {
         // SAFETY: the caller's contract: `out_bytes` writable.
         unsafe { write_out(out_bytes, m.model().arena_size(), "out_bytes") }
     };
-    // SAFETY: `model` is NULL or a live model (this function's contract).
-    unsafe { with_model(model, f) }
+    with_model(model, f)
 }
 
 /// A metadata value (`temper_model_metadata`).
 ///
 /// # Safety
-/// `model` is NULL or a live model; `key` is NULL or a NUL-terminated string; `out_value` and
+/// `key` is NULL or a NUL-terminated string; `out_value` and
 /// `out_len` are NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_model_metadata(
@@ -364,18 +343,17 @@ pub unsafe extern "C" fn temper_model_metadata(
             write_out(out_len, value.len(), "out_len")
         }
     };
-    // SAFETY: `model` is NULL or a live model (this function's contract).
-    unsafe { with_model(model, f) }
+    with_model(model, f)
 }
 
 // ---------------------------------------------------------------- sessions
 
-/// Create a session in the caller's arena (`temper_session_create`).
+/// Create a session in the caller's arena (`temper_session_create`). The session pins its model
+/// (`temper_model_free` returns `TEMPER_ERROR_BUSY` until the session is freed).
 ///
 /// # Safety
-/// `model` is NULL or a live model that outlives the session; `arena` is NULL or valid for reads
-/// and writes of `arena_len` bytes, outlives the session and is used by nothing else meanwhile;
-/// `out_session` is NULL or valid for writes.
+/// `arena` is NULL or valid for reads and writes of `arena_len` bytes, outlives the session and
+/// is used by nothing else meanwhile; `out_session` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_session_create(
     model: *const TemperModel,
@@ -385,97 +363,94 @@ pub unsafe extern "C" fn temper_session_create(
 ) -> TemperStatus {
     guard(
         || {
-            // SAFETY: the caller's contract: NULL or a live model.
-            let m = unsafe { as_ref(model, "model") }?;
+            if model.is_null() {
+                return Err(Error::Null("model"));
+            }
             if arena.is_null() {
                 return Err(Error::Null("arena"));
             }
             if out_session.is_null() {
                 return Err(Error::Null("out_session"));
             }
-            // SAFETY: the caller's contract: the model outlives the session; the arena is valid,
-            // outlives the session and is exclusively the session's.
-            let s = unsafe { TemperSession::create(m, arena.cast::<u8>(), arena_len) }?;
-            let p = boxed(s, "the session")?;
-            // SAFETY: the caller's contract: `out_session` writable. On failure `p` is freed.
-            unsafe { write_out(out_session, p, "out_session") }.inspect_err(|_| {
-                // SAFETY: `p` came from `boxed` and was never handed out.
-                unsafe { unbox(p) }
-            })
+            let mh = handle_of(model);
+            // Pinned for the session's life: released by `temper_session_free` (or below).
+            let m: &'static TemperModel = MODELS.pin(mh, false)?.leak();
+            let made = (|| {
+                // SAFETY: the model outlives the session (pinned until the session is freed);
+                // the arena is valid, outlives the session and is exclusively the session's
+                // (the caller's contract).
+                let s = unsafe { TemperSession::create(m, mh, arena.cast::<u8>(), arena_len) }?;
+                let h = SESSIONS.insert(try_box(s, "the session")?)?;
+                // SAFETY: the caller's contract: `out_session` writable (non-NULL checked).
+                unsafe { write_out(out_session, pointer_of(h), "out_session") }.inspect_err(|_| drop(SESSIONS.remove(h)))
+            })();
+            if made.is_err() {
+                MODELS.release(mh);
+            }
+            made
         },
         || {},
     )
 }
 
-/// Free a session (`temper_session_free`).
+/// Free a session (`temper_session_free`) and unpin its model: `TEMPER_ERROR_BUSY` while
+/// another thread is in a call on it, `TEMPER_ERROR_INVALID_HANDLE` when already freed; NULL is
+/// a no-op (`TEMPER_OK`).
 ///
 /// # Safety
-/// `session` is NULL or a session from `temper_session_create`, not freed before, not in use.
+/// None beyond the C contract: `session` is any value (handles are checked).
 #[no_mangle]
-pub unsafe extern "C" fn temper_session_free(session: *mut TemperSession) {
+pub unsafe extern "C" fn temper_session_free(session: *mut TemperSession) -> TemperStatus {
     if session.is_null() {
-        return;
+        return TemperStatus::Ok;
     }
-    let _ = guard(
+    guard(
         || {
-            // SAFETY: the caller's contract: `session` came from `boxed` and is freed once.
-            unsafe { unbox(session) };
+            let s = SESSIONS.remove(handle_of(session))?;
+            let mh = s.model_handle();
+            drop(s);
+            MODELS.release(mh);
             Ok(())
         },
         || {},
-    );
-}
-
-/// The session's kernel path (`temper_session_kernels`).
-///
-/// # Safety
-/// `session` is NULL or a live session not used by another thread meanwhile.
-#[no_mangle]
-pub unsafe extern "C" fn temper_session_kernels(session: *const TemperSession) -> *const c_char {
-    // SAFETY: the caller's contract: NULL or a live session without concurrent use.
-    match unsafe { session.as_ref() } {
-        Some(s) => s.kernels_name().as_ptr(),
-        None => c"".as_ptr(),
-    }
-}
-
-/// Run `f` on a session (exclusively) behind the panic barrier; a panic poisons the session.
-///
-/// # Safety
-/// `session` is NULL or a live session used by no other thread meanwhile.
-unsafe fn with_session_mut(
-    session: *mut TemperSession,
-    f: impl FnOnce(&mut temper_runtime::Session<'static, 'static>) -> Result<(), Error>,
-) -> TemperStatus {
-    guard(
-        || {
-            // SAFETY: the caller's contract: NULL or a live session, not used concurrently.
-            let s = unsafe { as_mut(session, "session") }?;
-            f(s.get_mut()?)
-        },
-        || {
-            // SAFETY: as above; the `&mut` of the panicked closure is gone (unwound).
-            if let Some(s) = unsafe { session.as_ref() } {
-                s.poison();
-            }
-        },
     )
 }
 
-/// Run `f` on a session (shared) behind the panic barrier; a panic poisons the session.
+/// The session's kernel path (`temper_session_kernels`); "" for NULL, a stale handle or a
+/// session in use by another thread.
 ///
 /// # Safety
-/// `session` is NULL or a live session used by no other thread meanwhile.
-unsafe fn with_session(session: *const TemperSession, f: impl FnOnce(&TemperSession) -> Result<(), Error>) -> TemperStatus {
+/// None beyond the C contract (handles are checked).
+#[no_mangle]
+pub unsafe extern "C" fn temper_session_kernels(session: *const TemperSession) -> *const c_char {
+    match SESSIONS.pin(handle_of(session), true) {
+        Ok(s) => s.kernels_name().as_ptr(),
+        Err(_) => c"".as_ptr(),
+    }
+}
+
+/// Run `f` on a session, pinned exclusively (another thread gets `TEMPER_ERROR_BUSY`), behind
+/// the panic barrier; a panic poisons the session.
+fn with_session_mut(
+    session: *const TemperSession,
+    f: impl FnOnce(&mut temper_runtime::Session<'static, 'static>) -> Result<(), Error>,
+) -> TemperStatus {
+    with_session(session, |s| f(s.get_mut()?))
+}
+
+/// Run `f` on a session pinned exclusively behind the panic barrier; a panic poisons it.
+fn with_session(session: *const TemperSession, f: impl FnOnce(&mut TemperSession) -> Result<(), Error>) -> TemperStatus {
     guard(
         || {
-            // SAFETY: the caller's contract: NULL or a live session, not used concurrently.
-            let s = unsafe { as_ref(session, "session") }?;
-            f(s)
+            if session.is_null() {
+                return Err(Error::Null("session"));
+            }
+            let mut s = SESSIONS.pin_mut(handle_of(session))?;
+            f(&mut s)
         },
         || {
-            // SAFETY: as above.
-            if let Some(s) = unsafe { session.as_ref() } {
+            // The panicked call's pin was released while unwinding.
+            if let Ok(s) = SESSIONS.pin_mut(handle_of(session)) {
                 s.poison();
             }
         },
@@ -485,7 +460,7 @@ unsafe fn with_session(session: *const TemperSession, f: impl FnOnce(&TemperSess
 /// Set an input from real values (`temper_set_input_f32`).
 ///
 /// # Safety
-/// `session` is NULL or a live session used by no other thread meanwhile; `data` is NULL or
+/// `data` is NULL or
 /// valid for reads of `count` floats.
 #[no_mangle]
 pub unsafe extern "C" fn temper_set_input_f32(session: *mut TemperSession, index: usize, data: *const f32, count: usize) -> TemperStatus {
@@ -494,15 +469,13 @@ pub unsafe extern "C" fn temper_set_input_f32(session: *mut TemperSession, index
         let data = unsafe { as_slice(data, count, "data") }?;
         Ok(s.set_input_f32(index, data)?)
     };
-    // SAFETY: `session` is NULL or a live session used by this thread only (this function's
-    // contract).
-    unsafe { with_session_mut(session, f) }
+    with_session_mut(session, f)
 }
 
 /// Set an input from int8 values (`temper_set_input_i8`).
 ///
 /// # Safety
-/// `session` is NULL or a live session used by no other thread meanwhile; `data` is NULL or
+/// `data` is NULL or
 /// valid for reads of `count` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_set_input_i8(session: *mut TemperSession, index: usize, data: *const i8, count: usize) -> TemperStatus {
@@ -511,15 +484,13 @@ pub unsafe extern "C" fn temper_set_input_i8(session: *mut TemperSession, index:
         let data = unsafe { as_slice(data, count, "data") }?;
         Ok(s.set_input_i8(index, data)?)
     };
-    // SAFETY: `session` is NULL or a live session used by this thread only (this function's
-    // contract).
-    unsafe { with_session_mut(session, f) }
+    with_session_mut(session, f)
 }
 
 /// Set an input from raw u8 pixels (`temper_set_input_u8`).
 ///
 /// # Safety
-/// `session` is NULL or a live session used by no other thread meanwhile; `pixels` is NULL or
+/// `pixels` is NULL or
 /// valid for reads of `count` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_set_input_u8(session: *mut TemperSession, index: usize, pixels: *const u8, count: usize) -> TemperStatus {
@@ -528,31 +499,25 @@ pub unsafe extern "C" fn temper_set_input_u8(session: *mut TemperSession, index:
         let pixels = unsafe { as_slice(pixels, count, "pixels") }?;
         Ok(s.set_input_u8(index, pixels)?)
     };
-    // SAFETY: `session` is NULL or a live session used by this thread only (this function's
-    // contract).
-    unsafe { with_session_mut(session, f) }
+    with_session_mut(session, f)
 }
 
 /// Use `threads` threads per run (`temper_session_set_threads`).
 ///
 /// # Safety
-/// `session` is NULL or a live session used by no other thread meanwhile.
+/// None beyond the C contract (handles are checked; another thread gets `TEMPER_ERROR_BUSY`).
 #[no_mangle]
 pub unsafe extern "C" fn temper_session_set_threads(session: *mut TemperSession, threads: usize) -> TemperStatus {
-    // SAFETY: `session` is NULL or a live session used by this thread only (this function's
-    // contract).
-    unsafe { with_session_mut(session, |s| Ok(s.set_threads(threads)?)) }
+    with_session_mut(session, |s| Ok(s.set_threads(threads)?))
 }
 
 /// Run the model (`temper_run`).
 ///
 /// # Safety
-/// `session` is NULL or a live session used by no other thread meanwhile.
+/// None beyond the C contract (handles are checked; another thread gets `TEMPER_ERROR_BUSY`).
 #[no_mangle]
 pub unsafe extern "C" fn temper_run(session: *mut TemperSession) -> TemperStatus {
-    // SAFETY: `session` is NULL or a live session used by this thread only (this function's
-    // contract).
-    unsafe { with_session_mut(session, |s| Ok(s.run()?)) }
+    with_session_mut(session, |s| Ok(s.run()?))
 }
 
 /// Validate an output buffer, zero it (it may be uninitialized memory) and view it.
@@ -576,36 +541,32 @@ unsafe fn out_slice<'a, T: bytemuck::Zeroable>(s: &TemperSession, index: usize, 
 /// Read an output, dequantized (`temper_get_output_f32`).
 ///
 /// # Safety
-/// `session` is NULL or a live session used by no other thread meanwhile; `out` is NULL or valid
+/// `out` is NULL or valid
 /// for writes of `count` floats.
 #[no_mangle]
 pub unsafe extern "C" fn temper_get_output_f32(session: *const TemperSession, index: usize, out: *mut f32, count: usize) -> TemperStatus {
-    let f = |s: &TemperSession| {
+    let f = |s: &mut TemperSession| {
         let sess = s.get()?;
         // SAFETY: the caller's contract: `out` writable for `count` floats.
         let out = unsafe { out_slice(s, index, out, count) }?;
         Ok(sess.output_f32(index, out)?)
     };
-    // SAFETY: `session` is NULL or a live session used by this thread only (this function's
-    // contract).
-    unsafe { with_session(session, f) }
+    with_session(session, f)
 }
 
 /// Read an output as int8 (`temper_get_output_i8`).
 ///
 /// # Safety
-/// `session` is NULL or a live session used by no other thread meanwhile; `out` is NULL or valid
+/// `out` is NULL or valid
 /// for writes of `count` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn temper_get_output_i8(session: *const TemperSession, index: usize, out: *mut i8, count: usize) -> TemperStatus {
-    let f = |s: &TemperSession| {
+    let f = |s: &mut TemperSession| {
         let sess = s.get()?;
         // SAFETY: the caller's contract: `out` writable for `count` bytes.
         let out = unsafe { out_slice(s, index, out, count) }?;
         out.copy_from_slice(sess.output_i8(index)?);
         Ok(())
     };
-    // SAFETY: `session` is NULL or a live session used by this thread only (this function's
-    // contract).
-    unsafe { with_session(session, f) }
+    with_session(session, f)
 }

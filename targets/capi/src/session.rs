@@ -15,6 +15,8 @@ pub struct TemperSession {
     /// Set when a call on this session panicked: its arena may be half-written, so every later
     /// call fails with `TEMPER_ERROR_PANIC`.
     poisoned: Cell<bool>,
+    /// The handle of the model, pinned by this session until it is freed.
+    model_handle: usize,
 }
 
 impl std::fmt::Debug for TemperSession {
@@ -35,7 +37,12 @@ impl TemperSession {
     /// # Safety
     /// `model` must outlive the session; `arena` must be valid for reads and writes of
     /// `arena_len` bytes, outlive the session, and not be accessed by anyone else meanwhile.
-    pub(crate) unsafe fn create(model: &TemperModel, arena: *mut u8, arena_len: usize) -> Result<TemperSession, Error> {
+    pub(crate) unsafe fn create(
+        model: &TemperModel,
+        model_handle: usize,
+        arena: *mut u8,
+        arena_len: usize,
+    ) -> Result<TemperSession, Error> {
         if arena_len > isize::MAX as usize {
             return Err(Error::Invalid("arena_len is larger than PTRDIFF_MAX"));
         }
@@ -53,7 +60,12 @@ impl TemperSession {
         // than the session lives (the caller's contract); `arena_len <= isize::MAX` (checked).
         let arena: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(arena, arena_len) };
         let session = Session::new(model, arena)?;
-        Ok(TemperSession { session, poisoned: Cell::new(false) })
+        Ok(TemperSession { session, poisoned: Cell::new(false), model_handle })
+    }
+
+    /// The handle of the session's model.
+    pub(crate) fn model_handle(&self) -> usize {
+        self.model_handle
     }
 
     /// The session, unless poisoned.

@@ -53,11 +53,15 @@ pub enum TemperStatus {
     OutOfMemory = 30,
     /// Internal error (a caught panic).
     Panic = 31,
+    /// The session is in use by another thread, or the model/session to free is still in use.
+    Busy = 32,
+    /// A handle that was freed (double free, use after free) or never issued.
+    InvalidHandle = 33,
 }
 
 impl TemperStatus {
     /// Every status, for the name table and the tests.
-    pub const ALL: [TemperStatus; 21] = [
+    pub const ALL: [TemperStatus; 23] = [
         TemperStatus::Ok,
         TemperStatus::NullPointer,
         TemperStatus::InvalidArgument,
@@ -79,6 +83,8 @@ impl TemperStatus {
         TemperStatus::NonFinite,
         TemperStatus::OutOfMemory,
         TemperStatus::Panic,
+        TemperStatus::Busy,
+        TemperStatus::InvalidHandle,
     ];
 
     /// The C enumerator's name, NUL-terminated.
@@ -105,6 +111,8 @@ impl TemperStatus {
             TemperStatus::NonFinite => c"TEMPER_ERROR_NON_FINITE",
             TemperStatus::OutOfMemory => c"TEMPER_ERROR_OUT_OF_MEMORY",
             TemperStatus::Panic => c"TEMPER_ERROR_PANIC",
+            TemperStatus::Busy => c"TEMPER_ERROR_BUSY",
+            TemperStatus::InvalidHandle => c"TEMPER_ERROR_INVALID_HANDLE",
         }
     }
 }
@@ -128,6 +136,12 @@ pub(crate) enum Error {
     OutOfMemory(&'static str),
     /// The session panicked before and is unusable.
     Poisoned,
+    /// The named kind of handle is in use (by another thread, or a model by its sessions).
+    Busy(&'static str),
+    /// A stale handle of the named kind (freed, or never issued).
+    Stale(&'static str),
+    /// No free slot in the handle table of the named kind.
+    TableFull(&'static str),
 }
 
 impl Error {
@@ -149,6 +163,9 @@ impl Error {
             Error::NoSuchKey => TemperStatus::NoSuchKey,
             Error::OutOfMemory(_) => TemperStatus::OutOfMemory,
             Error::Poisoned => TemperStatus::Panic,
+            Error::Busy(_) => TemperStatus::Busy,
+            Error::Stale(_) => TemperStatus::InvalidHandle,
+            Error::TableFull(_) => TemperStatus::OutOfMemory,
         }
     }
 }
@@ -176,6 +193,12 @@ impl fmt::Display for Error {
             Error::NoSuchKey => f.write_str("no metadata entry with this key"),
             Error::OutOfMemory(what) => write!(f, "out of memory allocating {what}"),
             Error::Poisoned => f.write_str("the session is unusable after an internal error; free it"),
+            Error::Busy("model") => {
+                f.write_str("the model is in use (sessions of it exist, or a call on it runs); free its sessions first")
+            }
+            Error::Busy(what) => write!(f, "the {what} is in use by another thread (one thread at a time)"),
+            Error::Stale(what) => write!(f, "invalid {what} handle: already freed (double free or use after free) or never created"),
+            Error::TableFull(what) => write!(f, "too many live {what}s (at most {} at a time)", crate::handle::SLOTS),
         }
     }
 }

@@ -155,7 +155,8 @@ static void print_abi(void) {
         TEMPER_ERROR_MODEL_CHECKSUM, TEMPER_ERROR_MODEL_ALIGNMENT, TEMPER_ERROR_MODEL_BOUNDS,
         TEMPER_ERROR_MODEL_INVALID, TEMPER_ERROR_MODEL_PLAN, TEMPER_ERROR_ARENA_TOO_SMALL,
         TEMPER_ERROR_NO_SUCH_TENSOR, TEMPER_ERROR_WRONG_LENGTH, TEMPER_ERROR_NOT_PIXEL_INPUT,
-        TEMPER_ERROR_INPUT_NOT_SET, TEMPER_ERROR_THREADS_UNAVAILABLE, TEMPER_ERROR_NON_FINITE, TEMPER_ERROR_OUT_OF_MEMORY, TEMPER_ERROR_PANIC};
+        TEMPER_ERROR_INPUT_NOT_SET, TEMPER_ERROR_THREADS_UNAVAILABLE, TEMPER_ERROR_NON_FINITE, TEMPER_ERROR_OUT_OF_MEMORY, TEMPER_ERROR_PANIC,
+        TEMPER_ERROR_BUSY, TEMPER_ERROR_INVALID_HANDLE};
     printf("OUT status");
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) printf(" %s=%d", temper_status_name(all[i]), (int)all[i]);
     printf("\n");
@@ -189,7 +190,80 @@ static void *work(void *arg) {
     return NULL;
 }
 
+/* Threads sharing ONE session on purpose (the contract says one at a time): every call either
+ * completes alone or returns TEMPER_ERROR_BUSY; all set the same input, so any complete
+ * sequence gives the reference outputs. */
+typedef struct hammer {
+    temper_session *s;
+    const outputs *expected;
+    int ok, busy, wrong, other;
+} hammer;
+
+static void *hammer_session(void *arg) {
+    hammer *h = arg;
+    for (int i = 0; i < 20000 && h->other == 0; i++) {
+        outputs o;
+        temper_status st = run_once(h->s, KIND_U8, &o);
+        if (st == TEMPER_OK) {
+            h->ok++;
+            if (!same_outputs(&o, h->expected)) h->wrong++;
+        } else if (st == TEMPER_ERROR_BUSY) {
+            h->busy++;
+        } else {
+            h->other++;
+        }
+    }
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- checks */
+
+static void check_handles(const temper_model *shared, const outputs *ref_u8, const unsigned char *bytes, size_t len) {
+    temper_model *m = NULL;
+    size_t arena_len = 0, n = 0;
+    outputs o;
+    CHECK_OK(temper_model_load_memory(bytes, len, &m));
+    CHECK_OK(temper_model_arena_size(m, &arena_len));
+    void *arena = malloc(arena_len);
+    temper_session *s = NULL;
+    CHECK_OK(temper_session_create(m, arena, arena_len, &s));
+    /* A model with a session is not freed; the session keeps working. */
+    CHECK_ERR(temper_model_free(m), TEMPER_ERROR_BUSY, "the model is in use");
+    CHECK_OK(run_once(s, KIND_U8, &o));
+    CHECK(same_outputs(&o, ref_u8));
+    CHECK_OK(temper_session_free(s));
+    /* Double free and use after free are detected. */
+    CHECK_ERR(temper_session_free(s), TEMPER_ERROR_INVALID_HANDLE, "invalid session handle: already freed");
+    CHECK_ERR(temper_run(s), TEMPER_ERROR_INVALID_HANDLE, "invalid session handle");
+    CHECK(strcmp(temper_session_kernels(s), "") == 0);
+    CHECK_OK(temper_model_free(m));
+    CHECK_ERR(temper_model_free(m), TEMPER_ERROR_INVALID_HANDLE, "invalid model handle: already freed");
+    CHECK_ERR(temper_model_num_inputs(m, &n), TEMPER_ERROR_INVALID_HANDLE, "invalid model handle");
+    CHECK_ERR(temper_session_create(m, arena, arena_len, &s), TEMPER_ERROR_INVALID_HANDLE, "invalid model handle");
+
+    /* Four threads on one session: BUSY, never a wrong output. */
+    CHECK_OK(temper_session_create(shared, arena, arena_len, &s));
+    enum { HAMMERS = 4 };
+    pthread_t tid[HAMMERS];
+    hammer h[HAMMERS];
+    int ok = 0, busy = 0;
+    for (int i = 0; i < HAMMERS; i++) {
+        h[i] = (hammer){s, ref_u8, 0, 0, 0, 0};
+        CHECK(pthread_create(&tid[i], NULL, hammer_session, &h[i]) == 0);
+    }
+    for (int i = 0; i < HAMMERS; i++) {
+        CHECK(pthread_join(tid[i], NULL) == 0);
+        CHECK(h[i].wrong == 0);
+        CHECK(h[i].other == 0);
+        ok += h[i].ok;
+        busy += h[i].busy;
+    }
+    printf("one session, %d threads: %d sequences complete, %d refused with TEMPER_ERROR_BUSY\n", HAMMERS, ok, busy);
+    CHECK(ok > 0 && busy > 0);
+    CHECK_OK(temper_session_free(s));
+    free(arena);
+}
+
 
 static void check_null_handling(void) {
     temper_model *m = (temper_model *)0x1; /* must stay untouched on error */
@@ -213,8 +287,8 @@ static void check_null_handling(void) {
     CHECK_ERR(temper_get_output_f32(NULL, 0, NULL, 0), TEMPER_ERROR_NULL_POINTER, "session is NULL");
     CHECK_ERR(temper_get_output_i8(NULL, 0, NULL, 0), TEMPER_ERROR_NULL_POINTER, "session is NULL");
     CHECK(strcmp(temper_session_kernels(NULL), "") == 0);
-    temper_model_free(NULL);
-    temper_session_free(NULL);
+    CHECK_OK(temper_model_free(NULL));
+    CHECK_OK(temper_session_free(NULL));
     CHECK(strcmp(temper_status_name(TEMPER_ERROR_WRONG_LENGTH), "TEMPER_ERROR_WRONG_LENGTH") == 0);
     CHECK(strcmp(temper_status_name((temper_status)12345), "unknown") == 0);
 }
@@ -393,9 +467,11 @@ int main(int argc, char **argv) {
         CHECK(w[i].mismatches == 0);
     }
 
-    temper_model_free(mapped);
-    temper_model_free(copied);
-    temper_model_free(borrowed);
+    check_handles(mapped, &ref_u8, file + 8, len);
+
+    CHECK_OK(temper_model_free(mapped));
+    CHECK_OK(temper_model_free(copied));
+    CHECK_OK(temper_model_free(borrowed));
     free(file);
 
     /* The plain model: no pixel input. */
