@@ -2072,8 +2072,11 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineOutcome, String> {
     let lock = temper_data::commit::OutputLock::acquire(&out).map_err(|e| e.to_string())?;
     lock.notes().iter().for_each(|n| eprintln!("{n}"));
     let cache = temper_data::commit::cache_dir();
-    let stale = [cache.clone(), std::env::temp_dir()].into_iter().chain(cfg.checkpoint_dir.clone());
-    for p in stale.flat_map(|d| temper_data::commit::clean_stale(&d)) {
+    // The system temp dir is shared: only the teacher caches earlier versions left there.
+    let stale = [cache.clone()].into_iter().chain(cfg.checkpoint_dir.clone());
+    let stale = stale.flat_map(|d| temper_data::commit::clean_stale(&d));
+    let old_caches = temper_data::commit::clean_stale_teacher_caches(&std::env::temp_dir());
+    for p in stale.chain(old_caches) {
         eprintln!("removed a stale temporary file of a dead process: {}", p.display());
     }
     fp32::set_default_threads(cfg.threads);

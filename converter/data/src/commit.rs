@@ -36,7 +36,9 @@
 //! [`clean_stale`] when no process with that PID exists (Linux: `/proc/PID`; elsewhere, or if
 //! `/proc` is not mounted, nothing is removed). A PID reused by another process keeps the file
 //! until that process ends; files written by another machine into a shared directory are
-//! judged by this machine's PIDs (do not share an output directory between machines).
+//! judged by this machine's PIDs (do not share an output directory between machines). In
+//! directories shared with other programs (the system temp dir) only temper's own
+//! `temper-pipeline-teacher-…` caches are considered ([`clean_stale_teacher_caches`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -114,11 +116,22 @@ fn temp_pid(name: &str) -> Option<u32> {
 /// Removes the temporary files of dead processes in `dir` (see the module docs); journals are
 /// left to [`OutputLock::acquire`], which handles them under the lock. Returns what was removed.
 pub fn clean_stale(dir: &Path) -> Vec<PathBuf> {
+    clean_stale_matching(dir, |_| true)
+}
+
+/// Removes only the teacher-logit caches of dead pipeline runs
+/// (`temper-pipeline-teacher-PID-N…`) from `dir`: for shared directories such as the system
+/// temp dir, where another program's `.NAME.PID.tmp` must never be touched.
+pub fn clean_stale_teacher_caches(dir: &Path) -> Vec<PathBuf> {
+    clean_stale_matching(dir, |n| n.starts_with("temper-pipeline-teacher-"))
+}
+
+fn clean_stale_matching(dir: &Path, wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else { return removed };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".pending") || name.ends_with(".commit") {
+        if name.ends_with(".pending") || name.ends_with(".commit") || !wanted(&name) {
             continue;
         }
         let Some(pid) = temp_pid(&name) else { continue };
@@ -440,8 +453,12 @@ mod tests {
         for n in names.iter().chain(&kept) {
             fs::write(d.join(n), b"x").unwrap();
         }
+        // In a shared directory only the teacher caches go.
+        let removed = clean_stale_teacher_caches(&d);
+        assert_eq!(removed, [d.join(&names[2])], "{removed:?}");
+        assert!(d.join(&names[0]).exists() && d.join(&names[1]).exists());
         let removed = clean_stale(&d);
-        assert_eq!(removed.len(), names.len(), "{removed:?}");
+        assert_eq!(removed.len(), names.len() - 1, "{removed:?}");
         for n in &names {
             assert!(!d.join(n).exists(), "{n} kept");
         }
