@@ -11,7 +11,7 @@
 //! (NHWC files become NCHW there).
 //!
 //! On the device, the converter stores a 4-D input NHWC and any other rank as it is (see
-//! [`crate::quant::lower`]); [`DeviceInput`] says which, from the emitted file.
+//! [`crate::quant::lower()`]); [`DeviceInput`] says which, from the emitted file.
 
 use crate::fp32;
 use crate::ir::Graph;

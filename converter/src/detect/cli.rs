@@ -1,4 +1,4 @@
-//! `temper quantize --task detect`: the command line of [`quantize_detect`](super::flow::quantize_detect).
+//! `temper quantize --task detect`: the command line of [`super::flow::quantize_detect`].
 
 use super::flow::{quantize_detect, DetectPtqConfig};
 use super::head::HeadConfig;
