@@ -11,78 +11,10 @@ use temper_converter::fp32::{self, Tensor};
 use temper_converter::onnx::{self, InputShapes};
 use temper_runtime::writer::AlignedBuf;
 use temper_runtime::{Model, Session};
+mod onnx_builder;
+use onnx_builder::*;
 
 // ----- a tiny ONNX encoder ---------------------------------------------------------------------
-
-#[derive(Clone, Default)]
-struct M(Vec<u8>);
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-impl M {
-    fn key(&mut self, f: u32, wt: u8) {
-        varint(&mut self.0, (u64::from(f) << 3) | u64::from(wt));
-    }
-    fn int(mut self, f: u32, v: i64) -> Self {
-        self.key(f, 0);
-        varint(&mut self.0, v as u64);
-        self
-    }
-    fn bytes(mut self, f: u32, b: &[u8]) -> Self {
-        self.key(f, 2);
-        varint(&mut self.0, b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
-    }
-    fn str(self, f: u32, s: &str) -> Self {
-        self.bytes(f, s.as_bytes())
-    }
-    fn msg(self, f: u32, m: M) -> Self {
-        self.bytes(f, &m.0)
-    }
-    fn packed(self, f: u32, v: &[i64]) -> Self {
-        let mut b = Vec::new();
-        for &x in v {
-            varint(&mut b, x as u64);
-        }
-        self.bytes(f, &b)
-    }
-}
-
-fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> M {
-    assert_eq!(dims.iter().product::<i64>() as usize, data.len(), "{name}");
-    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    M::default().packed(1, dims).int(2, 1).str(8, name).bytes(9, &raw)
-}
-
-fn attr_i(name: &str, v: i64) -> M {
-    M::default().str(1, name).int(20, 2).int(3, v)
-}
-
-fn attr_ints(name: &str, v: &[i64]) -> M {
-    M::default().str(1, name).int(20, 7).packed(8, v)
-}
-
-fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: Vec<M>) -> M {
-    let mut m = M::default();
-    for i in ins {
-        m = m.str(1, i);
-    }
-    for o in outs {
-        m = m.str(2, o);
-    }
-    m = m.str(3, name).str(4, op);
-    for a in attrs {
-        m = m.msg(5, a);
-    }
-    m
-}
 
 /// A dimension of a value info: fixed or symbolic (`batch`, `time`).
 enum D {
@@ -247,14 +179,14 @@ fn cnn1d(rng: &mut Rng) -> Vec<u8> {
                 "conv1",
                 &["window", "w1", "b1"],
                 &["c1"],
-                vec![attr_ints("kernel_shape", &[K1 as i64]), attr_ints("pads", &[31, 31])],
+                vec![attr_ints_packed("kernel_shape", &[K1 as i64]), attr_ints_packed("pads", &[31, 31])],
             ),
             node("Relu", "relu1", &["c1"], &["r1"], vec![]),
-            node("MaxPool", "pool1", &["r1"], &["p1"], vec![attr_ints("kernel_shape", &[2]), attr_ints("strides", &[2])]),
-            node("Conv", "conv2", &["p1", "w2"], &["c2"], vec![attr_ints("kernel_shape", &[3]), attr_ints("pads", &[1, 1])]),
+            node("MaxPool", "pool1", &["r1"], &["p1"], vec![attr_ints_packed("kernel_shape", &[2]), attr_ints_packed("strides", &[2])]),
+            node("Conv", "conv2", &["p1", "w2"], &["c2"], vec![attr_ints_packed("kernel_shape", &[3]), attr_ints_packed("pads", &[1, 1])]),
             node("BatchNormalization", "bn2", &["c2", "gamma", "beta", "mean", "var"], &["n2"], vec![]),
             node("Relu", "relu2", &["n2"], &["r2"], vec![]),
-            node("AveragePool", "pool2", &["r2"], &["p2"], vec![attr_ints("kernel_shape", &[2]), attr_ints("strides", &[2])]),
+            node("AveragePool", "pool2", &["r2"], &["p2"], vec![attr_ints_packed("kernel_shape", &[2]), attr_ints_packed("strides", &[2])]),
             node("GlobalAveragePool", "gap", &["p2"], &["g"], vec![]),
             node("Flatten", "flat", &["g"], &["f"], vec![]),
             node("Gemm", "fc", &["f", "w3"], &["logits"], vec![attr_i("transB", 1)]),
@@ -506,7 +438,13 @@ fn tint_model(rng: &mut Rng) -> Vec<u8> {
     let b2 = [0.0, 0.0, 0.0, 0.1];
     model(
         vec![
-            node("Conv", "conv", &["image", "w1"], &["c"], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])]),
+            node(
+                "Conv",
+                "conv",
+                &["image", "w1"],
+                &["c"],
+                vec![attr_ints_packed("kernel_shape", &[3, 3]), attr_ints_packed("pads", &[1, 1, 1, 1])],
+            ),
             node("Relu", "relu", &["c"], &["r"], vec![]),
             node("GlobalAveragePool", "gap", &["r"], &["g"], vec![]),
             node("Flatten", "flat", &["g"], &["f"], vec![]),
@@ -609,9 +547,9 @@ fn reduce_mean_over_the_sequence_or_image_lowers_as_a_global_pool() {
         let in_dims: Vec<D> = std::iter::once(D::S("batch")).chain(dims[1..].iter().map(|&d| D::V(d))).collect();
         let bytes = model(
             vec![
-                node("Conv", "conv", &["x", "w"], &["c"], vec![attr_ints("kernel_shape", &kernel), attr_ints("pads", &pads)]),
+                node("Conv", "conv", &["x", "w"], &["c"], vec![attr_ints_packed("kernel_shape", &kernel), attr_ints_packed("pads", &pads)]),
                 node("Relu", "relu", &["c"], &["r"], vec![]),
-                node("ReduceMean", "mean", &["r"], &["m"], vec![attr_ints("axes", &axes), attr_i("keepdims", keep)]),
+                node("ReduceMean", "mean", &["r"], &["m"], vec![attr_ints_packed("axes", &axes), attr_i("keepdims", keep)]),
                 node("Flatten", "flat", &["m"], &["mf"], vec![]),
                 node("Gemm", "fc", &["mf", "fc"], &["y"], vec![attr_i("transB", 1)]),
             ],

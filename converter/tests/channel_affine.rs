@@ -11,79 +11,8 @@ use temper_converter::quant::lower::{lower, LowerOptions};
 use temper_converter::quant::Calibration;
 use temper_runtime::writer::AlignedBuf;
 use temper_runtime::{Model, Session};
-
-/// A tiny protobuf encoder for building ONNX models by hand.
-#[derive(Clone, Default)]
-struct M(Vec<u8>);
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-impl M {
-    fn key(&mut self, f: u32, wt: u8) {
-        varint(&mut self.0, (u64::from(f) << 3) | u64::from(wt));
-    }
-    fn int(mut self, f: u32, v: i64) -> Self {
-        self.key(f, 0);
-        varint(&mut self.0, v as u64);
-        self
-    }
-    fn bytes(mut self, f: u32, b: &[u8]) -> Self {
-        self.key(f, 2);
-        varint(&mut self.0, b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
-    }
-    fn str(self, f: u32, s: &str) -> Self {
-        self.bytes(f, s.as_bytes())
-    }
-    fn msg(self, f: u32, m: M) -> Self {
-        self.bytes(f, &m.0)
-    }
-    fn packed(self, f: u32, v: &[i64]) -> Self {
-        let mut b = Vec::new();
-        for &x in v {
-            varint(&mut b, x as u64);
-        }
-        self.bytes(f, &b)
-    }
-}
-
-fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> M {
-    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    M::default().packed(1, dims).int(2, 1).str(8, name).bytes(9, &raw)
-}
-
-fn attr_i(name: &str, v: i64) -> M {
-    M::default().str(1, name).int(20, 2).int(3, v)
-}
-/// INTS, unpacked (one varint field per value) to exercise that encoding.
-fn attr_ints(name: &str, v: &[i64]) -> M {
-    let mut m = M::default().str(1, name).int(20, 7);
-    for &x in v {
-        m = m.int(8, x);
-    }
-    m
-}
-fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: Vec<M>) -> M {
-    let mut m = M::default();
-    for i in ins {
-        m = m.str(1, i);
-    }
-    for o in outs {
-        m = m.str(2, o);
-    }
-    m = m.str(3, name).str(4, op);
-    for a in attrs {
-        m = m.msg(5, a);
-    }
-    m
-}
+mod onnx_builder;
+use onnx_builder::*;
 
 /// A fixed dimension of a value info.
 struct D(i64);

@@ -5,6 +5,7 @@
 //! hostile head configs and datasets.
 
 mod detect_support;
+mod onnx_builder;
 
 use detect_support::*;
 use std::path::{Path, PathBuf};

@@ -10,78 +10,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+mod onnx_builder;
+use onnx_builder::*;
 
-// ---- a tiny protobuf encoder for ONNX models ---------------------------------------------------
-
-#[derive(Clone, Default)]
-struct M(Vec<u8>);
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-impl M {
-    fn key(&mut self, f: u32, wt: u8) {
-        varint(&mut self.0, (u64::from(f) << 3) | u64::from(wt));
-    }
-    fn int(mut self, f: u32, v: i64) -> Self {
-        self.key(f, 0);
-        varint(&mut self.0, v as u64);
-        self
-    }
-    fn bytes(mut self, f: u32, b: &[u8]) -> Self {
-        self.key(f, 2);
-        varint(&mut self.0, b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
-    }
-    fn str(self, f: u32, s: &str) -> Self {
-        self.bytes(f, s.as_bytes())
-    }
-    fn msg(self, f: u32, m: M) -> Self {
-        self.bytes(f, &m.0)
-    }
-    fn packed(self, f: u32, v: &[i64]) -> Self {
-        let mut b = Vec::new();
-        for &x in v {
-            varint(&mut b, x as u64);
-        }
-        self.bytes(f, &b)
-    }
-}
+// ---- ONNX models (the shared builder: tests/onnx_builder) ----------------------------------------
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> M {
-    M::default().packed(1, dims).int(2, 1).str(8, name).bytes(9, &f32_bytes(data))
-}
-
-fn attr_ints(name: &str, v: &[i64]) -> M {
-    M::default().str(1, name).int(20, 7).packed(8, v)
-}
-fn attr_i(name: &str, v: i64) -> M {
-    M::default().str(1, name).int(20, 2).int(3, v)
-}
-
-fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: Vec<M>) -> M {
-    let mut m = M::default();
-    for i in ins {
-        m = m.str(1, i);
-    }
-    for o in outs {
-        m = m.str(2, o);
-    }
-    m = m.str(3, name).str(4, op);
-    for a in attrs {
-        m = m.msg(5, a);
-    }
-    m
 }
 
 fn value_info(name: &str, dims: &[i64]) -> M {
@@ -111,7 +46,13 @@ fn classifier(conv_w: Option<M>, drop_fc_w: bool) -> Vec<u8> {
     let w: Vec<f32> = (0..18).map(|i| ((i * 7) % 9) as f32 * 0.1 - 0.4).collect();
     let fw: Vec<f32> = (0..3 * 32).map(|i| ((i * 5) % 11) as f32 * 0.05 - 0.25).collect();
     let nodes = vec![
-        node("Conv", "conv", &["x", "w", "b"], &["c"], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])]),
+        node(
+            "Conv",
+            "conv",
+            &["x", "w", "b"],
+            &["c"],
+            vec![attr_ints_packed("kernel_shape", &[3, 3]), attr_ints_packed("pads", &[1, 1, 1, 1])],
+        ),
         node("Relu", "relu", &["c"], &["r"], vec![]),
         node("Flatten", "flat", &["r"], &["f"], vec![attr_i("axis", 1)]),
         node("Gemm", "fc", &["f", "fw", "fb"], &["y"], vec![attr_i("transB", 1)]),
@@ -287,7 +228,13 @@ fn hostile_onnx_files_fail_clearly_and_write_nothing() {
     // A cycle: the Relu reads the Gemm's output, which depends on the Relu.
     let cyc = model(
         vec![
-            node("Conv", "conv", &["x", "w", "b"], &["c"], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])]),
+            node(
+                "Conv",
+                "conv",
+                &["x", "w", "b"],
+                &["c"],
+                vec![attr_ints_packed("kernel_shape", &[3, 3]), attr_ints_packed("pads", &[1, 1, 1, 1])],
+            ),
             node("Add", "loop_add", &["c", "back"], &["r"], vec![]),
             node("Flatten", "flat", &["r"], &["f"], vec![attr_i("axis", 1)]),
             node("Gemm", "fc", &["f", "fw", "fb"], &["y"], vec![attr_i("transB", 1)]),
@@ -309,7 +256,13 @@ fn hostile_onnx_files_fail_clearly_and_write_nothing() {
     // An operator temper does not implement: op type, node and opset are named.
     let unsup = model(
         vec![
-            node("Conv", "conv", &["x", "w", "b"], &["c"], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])]),
+            node(
+                "Conv",
+                "conv",
+                &["x", "w", "b"],
+                &["c"],
+                vec![attr_ints_packed("kernel_shape", &[3, 3]), attr_ints_packed("pads", &[1, 1, 1, 1])],
+            ),
             node("Einsum", "mystery_einsum", &["c"], &["r"], vec![]),
             node("Flatten", "flat", &["r"], &["f"], vec![attr_i("axis", 1)]),
             node("Gemm", "fc", &["f", "fw", "fb"], &["y"], vec![attr_i("transB", 1)]),
@@ -330,7 +283,13 @@ fn conv_relu(dims: &[i64]) -> Vec<u8> {
     let w: Vec<f32> = (0..18).map(|i| ((i * 7) % 9) as f32 * 0.1 - 0.4).collect();
     model(
         vec![
-            node("Conv", "conv", &["x", "w", "b"], &["c"], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])]),
+            node(
+                "Conv",
+                "conv",
+                &["x", "w", "b"],
+                &["c"],
+                vec![attr_ints_packed("kernel_shape", &[3, 3]), attr_ints_packed("pads", &[1, 1, 1, 1])],
+            ),
             node("Relu", "relu", &["c"], &["y"], vec![]),
         ],
         vec![tensor_f32("w", &[2, 1, 3, 3], &w), tensor_f32("b", &[2], &[0.1, -0.1])],

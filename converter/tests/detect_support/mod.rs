@@ -16,85 +16,13 @@
 
 #![allow(dead_code)]
 
+pub use crate::onnx_builder::*;
 use std::path::{Path, PathBuf};
 use temper_converter::fp32::{self, Tensor};
 use temper_converter::{onnx, passes};
 use temper_data::detect::{DetLoadOptions, Geometry};
 use temper_data::load_detection;
 
-/// A tiny protobuf encoder for ONNX.
-#[derive(Clone, Default)]
-pub struct M(pub Vec<u8>);
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-impl M {
-    fn key(&mut self, f: u32, wt: u8) {
-        varint(&mut self.0, (u64::from(f) << 3) | u64::from(wt));
-    }
-    fn int(mut self, f: u32, v: i64) -> Self {
-        self.key(f, 0);
-        varint(&mut self.0, v as u64);
-        self
-    }
-    fn bytes(mut self, f: u32, b: &[u8]) -> Self {
-        self.key(f, 2);
-        varint(&mut self.0, b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
-    }
-    fn str(self, f: u32, s: &str) -> Self {
-        self.bytes(f, s.as_bytes())
-    }
-    fn msg(self, f: u32, m: M) -> Self {
-        self.bytes(f, &m.0)
-    }
-    fn packed(self, f: u32, v: &[i64]) -> Self {
-        let mut b = Vec::new();
-        for &x in v {
-            varint(&mut b, x as u64);
-        }
-        self.bytes(f, &b)
-    }
-}
-
-fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> M {
-    assert_eq!(dims.iter().product::<i64>() as usize, data.len(), "{name}");
-    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    M::default().packed(1, dims).int(2, 1).str(8, name).bytes(9, &raw)
-}
-fn tensor_i64(name: &str, dims: &[i64], data: &[i64]) -> M {
-    M::default().packed(1, dims).int(2, 7).packed(7, data).str(8, name)
-}
-fn attr_i(name: &str, v: i64) -> M {
-    M::default().str(1, name).int(20, 2).int(3, v)
-}
-fn attr_s(name: &str, s: &str) -> M {
-    M::default().str(1, name).int(20, 3).str(4, s)
-}
-fn attr_ints(name: &str, v: &[i64]) -> M {
-    M::default().str(1, name).int(20, 7).packed(8, v)
-}
-fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: Vec<M>) -> M {
-    let mut m = M::default();
-    for i in ins {
-        m = m.str(1, i);
-    }
-    for o in outs {
-        m = m.str(2, o);
-    }
-    m = m.str(3, name).str(4, op);
-    for a in attrs {
-        m = m.msg(5, a);
-    }
-    m
-}
 fn value_info(name: &str, dims: &[i64]) -> M {
     let mut shape = M::default();
     for &d in dims {
@@ -262,9 +190,9 @@ pub fn detector_onnx(head: Option<&HeadWeights>, last: OutLayout) -> Vec<u8> {
             &[x, w, b],
             &[y],
             vec![
-                attr_ints("kernel_shape", &[k, k]),
-                attr_ints("strides", &[s, s]),
-                attr_ints("pads", &[p, p, p, p]),
+                attr_ints_packed("kernel_shape", &[k, k]),
+                attr_ints_packed("strides", &[s, s]),
+                attr_ints_packed("pads", &[p, p, p, p]),
                 attr_i("group", group),
             ],
         )
@@ -371,7 +299,7 @@ pub fn detector_onnx(head: Option<&HeadWeights>, last: OutLayout) -> Vec<u8> {
                             &format!("{out}_t"),
                             &[&format!("{out}_f")],
                             &[&out],
-                            vec![attr_ints("perm", &[0, 2, 1])],
+                            vec![attr_ints_packed("perm", &[0, 2, 1])],
                         ));
                     }
                 }
